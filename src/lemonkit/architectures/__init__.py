@@ -1,0 +1,29 @@
+"""The registry of architecture tables, keyed by ``config.model_type``.
+
+Adding an architecture: write a table module beside these (see ``base.py`` for the
+format), add it to ``TABLES`` below, and add its config to ``tests/models.py``.
+"""
+
+from lemonkit.architectures.base import ArchTable
+from lemonkit.architectures.gpt2 import GPT2
+from lemonkit.architectures.llama import LLAMA
+from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
+from lemonkit.architectures.vit import VIT
+from lemonkit.errors import UnsupportedModelError
+
+TABLES: tuple[ArchTable, ...] = (GPT2, LLAMA, VIT, ROBERTA_PRELAYERNORM)
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for table in TABLES for t in table.model_types)
+
+
+def table_for(model_type: str) -> ArchTable:
+    """The table for a ``config.model_type``; a clear error listing the supported ones."""
+    for table in TABLES:
+        if model_type in table.model_types:
+            return table
+    raise UnsupportedModelError(
+        f"model type {model_type!r} is not supported; supported: "
+        + ", ".join(supported_model_types())
+    )

@@ -1,0 +1,144 @@
+"""The architecture table format: per-model-type knowledge as data.
+
+An :class:`ArchTable` lists every tensor of a model type and, for each axis, the *space*
+it lives in and its *role*:
+
+- ``Out(space)``: the axis *writes* units of the space (rows of a linear layer, a bias,
+  embedding columns). Copies are gathered; extra stream units get the space's fill.
+- ``In(space)``: the axis *reads* units of the space (columns of a linear layer). The
+  copies of a source unit get fan-out weights that sum to the original (the symmetry
+  breaking split); extra units get free random weights (they only ever see zeros).
+- ``Gamma(space)`` / ``Beta(space)``: a norm's scale / shift over the stream.
+- ``None``: the axis does not grow (vocabulary, positions, classes, kernel size...).
+
+A fused axis (GPT-2's ``c_attn`` is [q; k; v]) is ``Out((HEADS, KV_HEADS, KV_HEADS))``:
+consecutive segments, one per space.
+
+Example (one LLaMA tensor)::
+
+    Tensor("model.layers.{i}.self_attn.o_proj.weight", (Out(HIDDEN), In(HEADS)),
+           branch_out=True)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SpaceRef = str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Out:
+    """Axis that writes units of ``space`` (producer)."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class In:
+    """Axis that reads units of ``space`` (consumer)."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class Gamma:
+    """Norm scale over ``space``."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class Beta:
+    """Norm shift over ``space``."""
+
+    space: SpaceRef
+
+
+AxisRule = Out | In | Gamma | Beta | None
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor of the model, named with ``{i}`` for the layer index.
+
+    ``branch_out``: last linear of a residual branch; zeroed in new depth blocks.
+    ``tied_head_norm``: the norm feeding a head tied to the input embedding; scaled by
+    1/k (NOTES.md section 2) when the head is tied.
+    ``stream_norm``: a norm whose *output* is the residual stream (an embedding
+    LayerNorm): its extra outputs cannot equal the stream's average (NOTES.md section 10).
+    ``optional``: may be absent from a checkpoint (a tied head that is not saved).
+    """
+
+    name: str
+    axes: tuple[AxisRule, ...]
+    branch_out: bool = False
+    tied_head_norm: bool = False
+    stream_norm: bool = False
+    optional: bool = False
+
+    @property
+    def per_layer(self) -> bool:
+        return "{i}" in self.name
+
+    def regex(self) -> re.Pattern:
+        return re.compile("^" + re.escape(self.name).replace(r"\{i\}", r"(\d+)") + "$")
+
+
+@dataclass(frozen=True)
+class ConfigFields:
+    """Names of the config attributes that carry each size (None: not in this config)."""
+
+    hidden: str
+    layers: str
+    heads: str
+    mlp: str
+    norm_eps: tuple[str, ...]
+    kv_heads: str | None = None
+    head_dim: str | None = None  # explicit head_dim attribute, if the config has one
+    mlp_default_mult: int | None = None  # mlp field None means this many x hidden (GPT-2)
+
+
+@dataclass(frozen=True)
+class ArchTable:
+    """Everything lemonkit knows about one model type. See the module docstring."""
+
+    model_types: tuple[str, ...]
+    classes: tuple[str, ...]  # transformers classes this table describes
+    config: ConfigFields
+    norm: str  # "layernorm" (avg-filled stream) or "rmsnorm" (zero-filled stream)
+    tensors: tuple[Tensor, ...]
+    task: str  # "causal_lm", "masked_lm" or "image_classification": how verify feeds it
+    tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
+    indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
+    notes: str = ""
+    extra_config: dict = field(default_factory=dict)
+
+    @property
+    def stream_fill(self) -> str:
+        return "avg" if self.norm == "layernorm" else "zero"
+
+    def match(self, name: str) -> tuple[Tensor, int | None] | None:
+        """The table entry for a concrete tensor name and its layer index, or None."""
+        for spec in self.tensors:
+            m = spec.regex().match(name)
+            if m:
+                return spec, (int(m.group(1)) if spec.per_layer else None)
+        return None
+
+
+def linear(prefix: str, out: SpaceRef, inp: SpaceRef, **flags) -> tuple[Tensor, Tensor]:
+    """``prefix.weight`` [out, in] and ``prefix.bias`` [out] of an ``nn.Linear``."""
+    return (
+        Tensor(prefix + ".weight", (Out(out), In(inp)), **flags),
+        Tensor(prefix + ".bias", (Out(out),), **flags),
+    )
+
+
+def layer_norm(prefix: str, space: SpaceRef = "hidden", **flags) -> tuple[Tensor, Tensor]:
+    """``prefix.weight`` and ``prefix.bias`` of an ``nn.LayerNorm`` over ``space``."""
+    return (
+        Tensor(prefix + ".weight", (Gamma(space),), **flags),
+        Tensor(prefix + ".bias", (Beta(space),), **flags),
+    )

@@ -1,0 +1,44 @@
+"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases). RMSNorm, SwiGLU, RoPE, GQA."""
+
+from lemonkit.architectures.base import ArchTable, ConfigFields, Gamma, In, Out, Tensor
+from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+
+_L = "model.layers.{i}."
+_A = _L + "self_attn."
+
+LLAMA = ArchTable(
+    model_types=("llama", "mistral", "qwen2"),
+    classes=(
+        "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+        "LlamaModel", "MistralModel", "Qwen2Model",
+    ),
+    config=ConfigFields(
+        hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
+        kv_heads="num_key_value_heads", mlp="intermediate_size", head_dim="head_dim",
+        norm_eps=("rms_norm_eps",),
+    ),
+    norm="rmsnorm",
+    task="causal_lm",
+    tie_embeddings=("lm_head.weight", "model.embed_tokens.weight"),
+    tensors=(
+        Tensor("model.embed_tokens.weight", (None, Out(HIDDEN))),  # [vocab, D]
+        Tensor(_L + "input_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_A + "q_proj.weight", (Out(HEADS), In(HIDDEN))),  # [H*d, D]
+        Tensor(_A + "q_proj.bias", (Out(HEADS),), optional=True),
+        Tensor(_A + "k_proj.weight", (Out(KV_HEADS), In(HIDDEN))),  # [KV*d, D]
+        Tensor(_A + "k_proj.bias", (Out(KV_HEADS),), optional=True),
+        Tensor(_A + "v_proj.weight", (Out(KV_HEADS), In(HIDDEN))),
+        Tensor(_A + "v_proj.bias", (Out(KV_HEADS),), optional=True),
+        Tensor(_A + "o_proj.weight", (Out(HIDDEN), In(HEADS)), branch_out=True),
+        Tensor(_A + "o_proj.bias", (Out(HIDDEN),), branch_out=True, optional=True),
+        Tensor(_L + "post_attention_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_L + "mlp.gate_proj.weight", (Out(MLP), In(HIDDEN))),  # [F, D]
+        Tensor(_L + "mlp.gate_proj.bias", (Out(MLP),), optional=True),
+        Tensor(_L + "mlp.up_proj.weight", (Out(MLP), In(HIDDEN))),
+        Tensor(_L + "mlp.up_proj.bias", (Out(MLP),), optional=True),
+        Tensor(_L + "mlp.down_proj.weight", (Out(HIDDEN), In(MLP)), branch_out=True),
+        Tensor(_L + "mlp.down_proj.bias", (Out(HIDDEN),), branch_out=True, optional=True),
+        Tensor("model.norm.weight", (Gamma(HIDDEN),), tied_head_norm=True),
+        Tensor("lm_head.weight", (None, In(HIDDEN)), optional=True),  # [vocab, D]
+    ),
+)

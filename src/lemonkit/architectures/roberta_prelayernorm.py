@@ -1,0 +1,52 @@
+"""Pre-LN BERT, the paper's BERT (``RobertaPreLayerNormForMaskedLM``).
+
+Its embedding LayerNorm and its MLM head (dense -> GELU -> LayerNorm -> tied decoder)
+make indivisible widths inexact (NOTES.md section 10).
+"""
+
+from lemonkit.architectures.base import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
+from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+
+_R = "roberta_prelayernorm."
+_E = _R + "embeddings."
+_L = _R + "encoder.layer.{i}."
+
+
+
+ROBERTA_PRELAYERNORM = ArchTable(
+    model_types=("roberta-prelayernorm",),
+    classes=("RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel"),
+    config=ConfigFields(
+        hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
+        mlp="intermediate_size", norm_eps=("layer_norm_eps",),
+    ),
+    norm="layernorm",
+    task="masked_lm",
+    tie_embeddings=("lm_head.decoder.weight", _E + "word_embeddings.weight"),
+    indivisible_lossy=(
+        "RoBERTa-PreLayerNorm has a LayerNorm right after the embeddings and a "
+        "dense -> GELU -> LayerNorm MLM head; with a hidden size that is not a multiple of "
+        "the source, their extra outputs cannot equal the stream's average for every input "
+        "(NOTES.md section 10)"
+    ),
+    tensors=(
+        Tensor(_E + "word_embeddings.weight", (None, Out(HIDDEN))),  # [vocab, D]
+        Tensor(_E + "position_embeddings.weight", (None, Out(HIDDEN))),
+        Tensor(_E + "token_type_embeddings.weight", (None, Out(HIDDEN))),
+        *layer_norm(_E + "LayerNorm", stream_norm=True),
+        *layer_norm(_L + "attention.LayerNorm"),
+        *linear(_L + "attention.self.query", HEADS, HIDDEN),
+        *linear(_L + "attention.self.key", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.self.value", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.output.dense", HIDDEN, HEADS, branch_out=True),
+        *layer_norm(_L + "intermediate.LayerNorm"),
+        *linear(_L + "intermediate.dense", MLP, HIDDEN),
+        *linear(_L + "output.dense", HIDDEN, MLP, branch_out=True),
+        *layer_norm(_R + "LayerNorm"),
+        *linear("lm_head.dense", HIDDEN, HIDDEN),
+        *layer_norm("lm_head.layer_norm", tied_head_norm=True),
+        Tensor("lm_head.decoder.weight", (None, In(HIDDEN)), optional=True),
+        Tensor("lm_head.decoder.bias", (None,)),
+        Tensor("lm_head.bias", (None,)),
+    ),
+)

@@ -1,0 +1,37 @@
+"""ViT (``ViTForImageClassification``): patch conv, CLS token, learned positions."""
+
+from lemonkit.architectures.base import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
+from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+
+_E = "vit.embeddings."
+_L = "vit.layers.{i}."
+
+
+
+VIT = ArchTable(
+    model_types=("vit",),
+    classes=("ViTForImageClassification", "ViTModel"),
+    config=ConfigFields(
+        hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
+        mlp="intermediate_size", norm_eps=("layer_norm_eps",),
+    ),
+    norm="layernorm",
+    task="image_classification",
+    tensors=(
+        Tensor(_E + "cls_token", (None, None, Out(HIDDEN))),  # [1, 1, D]
+        Tensor(_E + "position_embeddings", (None, None, Out(HIDDEN))),  # [1, P+1, D]
+        Tensor(_E + "patch_embeddings.projection.weight", (Out(HIDDEN), None, None, None)),
+        Tensor(_E + "patch_embeddings.projection.bias", (Out(HIDDEN),)),
+        *layer_norm(_L + "layernorm_before"),
+        *linear(_L + "attention.q_proj", HEADS, HIDDEN),
+        *linear(_L + "attention.k_proj", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.v_proj", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.o_proj", HIDDEN, HEADS, branch_out=True),
+        *layer_norm(_L + "layernorm_after"),
+        *linear(_L + "mlp.fc1", MLP, HIDDEN),
+        *linear(_L + "mlp.fc2", HIDDEN, MLP, branch_out=True),
+        *layer_norm("vit.layernorm"),
+        Tensor("classifier.weight", (None, In(HIDDEN))),  # [classes, D]
+        Tensor("classifier.bias", (None,)),
+    ),
+)

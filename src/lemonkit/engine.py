@@ -1,0 +1,176 @@
+"""The engine: state dict in, state dict out, one tensor at a time.
+
+Expanding one tensor needs only that tensor, its table entry, the plan (two configs and
+the seed) and its target name, which seeds its random choices. So a checkpoint can be
+expanded shard by shard and the result does not depend on the order.
+
+Example:
+    >>> import torch
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> small = GPT2LMHeadModel(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=50))
+    >>> big_sd, plan = expand_state_dict(small.state_dict(), small.config, hidden_size=48)
+    >>> tuple(big_sd["transformer.h.0.attn.c_attn.weight"].shape)
+    (48, 144)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+
+import torch
+
+from lemonkit.architectures.base import ArchTable, Beta, Gamma, In, Out, SpaceRef, Tensor
+from lemonkit.errors import CheckpointError
+from lemonkit.plan import ExpansionPlan, make_plan, target_entries
+from lemonkit.rules import expand_beta, expand_gamma, expand_in, expand_out
+from lemonkit.spaces import SpaceMap
+
+
+def expand_state_dict(
+    state_dict: Mapping[str, torch.Tensor], config, **targets
+) -> tuple[dict[str, torch.Tensor], ExpansionPlan]:
+    """Expand a whole state dict; ``targets`` are :func:`~lemonkit.plan.make_plan` args.
+
+    Returns the expanded state dict (same dtypes as the source) and the plan.
+    """
+    plan = make_plan(config, **targets)
+    return dict(iter_expanded(state_dict, plan)), plan
+
+
+def iter_expanded(
+    state_dict: Mapping[str, torch.Tensor], plan: ExpansionPlan
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
+    check_names(plan.table, list(state_dict), plan.tied, plan.source_sizes["layers"])
+    for t_name, s_name, spec, is_new in target_entries(plan, list(state_dict)):
+        yield t_name, expand_tensor(plan, t_name, spec, state_dict[s_name], is_new)
+
+
+def expand_tensor(
+    plan: ExpansionPlan, target_name: str, spec: Tensor, tensor: torch.Tensor, is_new: bool
+) -> torch.Tensor:
+    """One source tensor -> its target tensor, computed in float64, cast back."""
+    check_shape(plan, spec, target_name, tensor)
+    if is_new and spec.branch_out:
+        return torch.zeros(target_shape(plan, spec, tensor.shape), dtype=tensor.dtype)
+    axes = _effective_axes(plan, spec)
+    gen = _generator(plan.seed, _seed_name(plan, target_name))
+    t = tensor.detach().to(torch.float64)
+    # consumers first, so a producer's average row is the average of the grown rows
+    for axis, rule in enumerate(axes):
+        if isinstance(rule, In):
+            t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen))
+    for axis, rule in enumerate(axes):
+        if isinstance(rule, Out):
+            t = _per_segment(t, axis, rule.space, plan, expand_out)
+    if axes and isinstance(axes[0], Gamma | Beta):
+        t = _expand_norm(plan, spec, axes[0], t, gen)
+    return t.to(tensor.dtype).contiguous()
+
+
+def _consumer(method: str, gen: torch.Generator):
+    return lambda t, axis, space: expand_in(t, axis, space, method, gen)
+
+
+def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) -> torch.Tensor:
+    space = plan.maps[rule.space]
+    scale = 1.0 / space.copies if (spec.tied_head_norm and plan.tied) else 1.0
+    if isinstance(rule, Gamma):
+        return expand_gamma(t, space, scale=scale, extra_zero=spec.stream_norm, gen=gen)
+    return expand_beta(t, space, scale=scale, extra_mean=spec.stream_norm)
+
+
+def _per_segment(t: torch.Tensor, axis: int, space: SpaceRef, plan: ExpansionPlan, fn) -> torch.Tensor:
+    """Apply ``fn(t, axis, map)`` to each segment of a fused axis and concatenate."""
+    names = (space,) if isinstance(space, str) else space
+    maps = [plan.maps[n] for n in names]
+    sizes = [m.src_units * m.unit_size for m in maps]
+    parts = t.split(sizes, dim=axis)
+    return torch.cat([fn(p, axis, m) for p, m in zip(parts, maps, strict=True)], dim=axis)
+
+
+def _effective_axes(plan: ExpansionPlan, spec: Tensor) -> tuple:
+    """A tied head is expanded exactly like the embedding it shares weights with."""
+    tie = plan.table.tie_embeddings
+    if plan.tied and tie and spec.name == tie[0]:
+        return match_or_raise(plan.table, tie[1])[0].axes
+    return spec.axes
+
+
+def _seed_name(plan: ExpansionPlan, target_name: str) -> str:
+    tie = plan.table.tie_embeddings
+    return tie[1] if (plan.tied and tie and target_name == tie[0]) else target_name
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def space_size(maps: dict[str, SpaceMap], space: SpaceRef, side: str) -> int:
+    """Channels of a (possibly fused) space on the ``"src"`` or ``"tgt"`` side."""
+    names = (space,) if isinstance(space, str) else space
+    attr = "src_units" if side == "src" else "tgt_units"
+    return sum(getattr(maps[n], attr) * maps[n].unit_size for n in names)
+
+
+def target_shape(plan: ExpansionPlan, spec: Tensor, shape: torch.Size) -> list[int]:
+    axes = _effective_axes(plan, spec)
+    return [
+        dim if rule is None else space_size(plan.maps, rule.space, "tgt")
+        for dim, rule in zip(shape, axes, strict=True)
+    ]
+
+
+def check_shape(plan: ExpansionPlan, spec: Tensor, name: str, tensor: torch.Tensor) -> None:
+    """The tensor's shape must match what the source config says."""
+    axes = _effective_axes(plan, spec)
+    expected = [
+        None if rule is None else space_size(plan.maps, rule.space, "src") for rule in axes
+    ]
+    ok = len(expected) == tensor.dim() and all(
+        e is None or e == d for e, d in zip(expected, tensor.shape, strict=False)
+    )
+    if not ok:
+        raise CheckpointError(
+            f"tensor {name} has shape {tuple(tensor.shape)}, which does not match the config "
+            f"(expected {['*' if e is None else e for e in expected]})"
+        )
+
+
+def match_or_raise(table: ArchTable, name: str) -> tuple[Tensor, int | None]:
+    found = table.match(name)
+    if found is None:
+        raise CheckpointError(
+            f"unexpected tensor {name!r} for model type {table.model_types[0]}: not in "
+            "lemonkit's table for it (is this the right config.json?)"
+        )
+    return found
+
+
+def check_names(table: ArchTable, names: list[str], tied: bool, n_layers: int) -> None:
+    """Every tensor is known, in a layer the config has, and no required one is missing."""
+    for name in names:
+        _, layer = match_or_raise(table, name)
+        if layer is not None and layer >= n_layers:
+            raise CheckpointError(
+                f"unexpected tensor {name!r}: the config has only {n_layers} layers"
+            )
+    present = set(names)
+    for spec in table.tensors:
+        if spec.optional:
+            continue
+        layers = range(n_layers) if spec.per_layer else [0]
+        missing = [spec.name.replace("{i}", str(i)) for i in layers]
+        missing = [m for m in missing if m not in present]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise CheckpointError(f"missing tensor {missing[0]!r}{more}")
+    if not tied and table.tie_embeddings and table.tie_embeddings[0] not in present:
+        if table.match(table.tie_embeddings[0]):
+            raise CheckpointError(
+                f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
+                "tied to the embeddings"
+            )
+

@@ -1,0 +1,63 @@
+"""The ``nn.Module`` shell: ``lemonkit.expand(model, ...)`` -> a model of the same class.
+
+Example:
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> small = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2,
+    ...     num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+    ...     vocab_size=100))
+    >>> big = expand(small, hidden_size=96, num_layers=3)
+    >>> type(big).__name__, big.config.hidden_size, big.config.num_attention_heads
+    ('LlamaForCausalLM', 96, 6)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lemonkit.engine import expand_state_dict
+from lemonkit.plan import ExpansionPlan
+
+
+def expand(
+    model: torch.nn.Module,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    num_heads: int | None = None,
+    num_kv_heads: int | None = None,
+    intermediate_size: int | None = None,
+    *,
+    seed: int = 0,
+    method: str = "lemon",
+    layer_map: list[int] | None = None,
+    allow_lossy: bool = False,
+    return_plan: bool = False,
+) -> torch.nn.Module | tuple[torch.nn.Module, ExpansionPlan]:
+    """Expand a ``transformers`` model losslessly; the source is not modified.
+
+    Sizes left out keep the source's value (heads follow the hidden size, head_dim
+    kept). ``method="net2net"`` uses equal splits (no symmetry breaking).
+    """
+    state, plan = expand_state_dict(
+        model.state_dict(), model.config,
+        hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+        num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
+        layer_map=layer_map, seed=seed, method=method, allow_lossy=allow_lossy,
+    )
+    big = build_model(type(model), plan.target_config, state)
+    big.train(model.training)
+    return (big, plan) if return_plan else big
+
+
+def build_model(cls: type, config, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Instantiate ``cls(config)`` and load ``state`` into it (every parameter must be set)."""
+    dtype = next(iter(state.values())).dtype
+    model = cls(config).to(dtype)
+    result = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in result.missing_keys if k not in tied]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"expanded state dict does not fit {cls.__name__}: missing {missing[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]}"
+        )
+    return model

@@ -1,0 +1,254 @@
+"""The expansion plan: target sizes, one index map per space, the layer map, the seed.
+
+A plan is computed from the source config and the requested sizes only (no weights), so
+it can be printed (``lemonkit plan``), recorded (provenance file) and applied tensor by
+tensor to a checkpoint that does not fit in memory.
+
+Example:
+    >>> from transformers import GPT2Config
+    >>> plan = make_plan(GPT2Config(n_embd=64, n_head=4, n_layer=2), hidden_size=96)
+    >>> plan.sizes["hidden"], plan.sizes["heads"], plan.maps["hidden"].eta ** 2
+    (96, 6, 0.6666666666666666)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from lemonkit.architectures import table_for
+from lemonkit.architectures.base import ArchTable, Tensor
+from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.rules import METHODS
+from lemonkit.spaces import (
+    HIDDEN,
+    MLP,
+    SpaceMap,
+    attention_maps,
+    check_layer_map,
+    circular_map,
+    default_layer_map,
+    stream_map,
+)
+
+
+@dataclass
+class ExpansionPlan:
+    """What the engine needs to expand any tensor of one checkpoint."""
+
+    table: ArchTable
+    source_config: Any
+    target_config: Any
+    sizes: dict[str, int]  # target sizes: hidden, heads, kv_heads, mlp, layers, head_dim
+    source_sizes: dict[str, int]
+    maps: dict[str, SpaceMap]
+    layer_map: list[int]
+    new_layers: list[bool]
+    method: str = "lemon"
+    seed: int = 0
+    tied: bool = False
+    lossy_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model_type(self) -> str:
+        return self.source_config.model_type
+
+    def to_json(self) -> dict:
+        """A JSON-able record of every choice (for the provenance file)."""
+        return {
+            "model_type": self.model_type,
+            "method": self.method,
+            "seed": self.seed,
+            "source_sizes": self.source_sizes,
+            "target_sizes": self.sizes,
+            "tied_embeddings": self.tied,
+            "layer_map": self.layer_map,
+            "new_layers": [i for i, new in enumerate(self.new_layers) if new],
+            "spaces": {name: m.to_json() for name, m in self.maps.items()},
+            "eta": self.maps[HIDDEN].eta,
+            "norm_eps_scale": self.maps[HIDDEN].eta ** 2,
+            "lossy_reason": self.lossy_reason,
+            "symmetry_breaking": _symmetry_note(self.method),
+            "notes": self.notes,
+        }
+
+
+def _symmetry_note(method: str) -> str:
+    if method == "net2net":
+        return "equal 1/n fan-out splits (Net2Net / bert2BERT-FPI): replicas stay identical"
+    return (
+        "unequal per-element fan-out splits, weights U(0.5, 1.5) normalised per copy group "
+        "(LEMON 4.1); free columns N(0, std(W)^2); extra norm scales U(-1, 1) (C.4); new "
+        "blocks: copies of their source block with fresh splits, branch output zeroed (4.3)"
+    )
+
+
+def source_sizes(config: Any, table: ArchTable) -> dict[str, int]:
+    """hidden / heads / kv_heads / head_dim / mlp / layers of a config, by the table."""
+    f = table.config
+    hidden = getattr(config, f.hidden)
+    heads = getattr(config, f.heads)
+    kv = getattr(config, f.kv_heads, None) if f.kv_heads else None
+    head_dim = getattr(config, f.head_dim, None) if f.head_dim else None
+    mlp = getattr(config, f.mlp, None)
+    if mlp is None and f.mlp_default_mult:
+        mlp = f.mlp_default_mult * hidden
+    return {
+        "hidden": hidden,
+        "heads": heads,
+        "kv_heads": kv or heads,
+        "head_dim": head_dim or hidden // heads,
+        "mlp": mlp,
+        "layers": getattr(config, f.layers),
+    }
+
+
+def make_plan(
+    config: Any,
+    *,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    num_heads: int | None = None,
+    num_kv_heads: int | None = None,
+    intermediate_size: int | None = None,
+    layer_map: list[int] | None = None,
+    seed: int = 0,
+    method: str = "lemon",
+    allow_lossy: bool = False,
+) -> ExpansionPlan:
+    """Resolve the target sizes (left-out ones keep the source's) and build the maps.
+
+    Heads follow the hidden size with head_dim kept; KV heads keep the source's group
+    size when it divides the new head count, else the source's KV head count.
+    """
+    if method not in METHODS:
+        raise ImpossibleExpansionError(f"method must be one of {METHODS}, got {method!r}")
+    table = table_for(config.model_type)
+    src = source_sizes(config, table)
+    tgt = _target_sizes(
+        table, src, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size
+    )
+    if layer_map is not None:
+        layer_map = list(layer_map)
+        tgt["layers"] = len(layer_map)
+    lmap = layer_map if layer_map is not None else default_layer_map(src["layers"], tgt["layers"])
+    new_layers = check_layer_map(lmap, src["layers"])
+    heads_map, kv_map = attention_maps(
+        src["heads"], src["kv_heads"], tgt["heads"], tgt["kv_heads"], src["head_dim"]
+    )
+    maps = {
+        HIDDEN: stream_map(src["hidden"], tgt["hidden"], fill=table.stream_fill),
+        heads_map.name: heads_map,
+        kv_map.name: kv_map,
+        MLP: circular_map(src["mlp"], tgt["mlp"]),
+    }
+    lossy = None
+    if table.indivisible_lossy and tgt["hidden"] % src["hidden"]:
+        if not allow_lossy:
+            raise ImpossibleExpansionError(
+                f"hidden size {src['hidden']} -> {tgt['hidden']} is not a multiple and cannot "
+                f"be lossless: {table.indivisible_lossy}. Use a multiple of {src['hidden']}, "
+                "or pass allow_lossy=True (--allow-lossy) for the best approximation"
+            )
+        lossy = table.indivisible_lossy
+    tied = bool(table.tie_embeddings and getattr(config, "tie_word_embeddings", False))
+    plan = ExpansionPlan(
+        table=table, source_config=config, target_config=None, sizes=tgt,
+        source_sizes=src, maps=maps, layer_map=lmap, new_layers=new_layers,
+        method=method, seed=seed, tied=tied, lossy_reason=lossy,
+    )
+    plan.target_config = target_config(plan)
+    return plan
+
+
+def _target_sizes(
+    table: ArchTable,
+    src: dict[str, int],
+    hidden: int | None,
+    layers: int | None,
+    heads: int | None,
+    kv_heads: int | None,
+    mlp: int | None,
+) -> dict[str, int]:
+    d = src["head_dim"]
+    hidden = hidden or src["hidden"]
+    derived_head_dim = table.config.head_dim is None  # head_dim = hidden / heads
+    if heads is None:
+        if src["hidden"] != src["heads"] * d and hidden == src["hidden"]:
+            heads = src["heads"]
+        elif hidden % d:
+            raise ImpossibleExpansionError(
+                f"hidden size {hidden} is not a multiple of head_dim {d}; head_dim must be "
+                "kept for a lossless expansion (choose a multiple of it, or give num_heads)"
+            )
+        else:
+            heads = hidden // d if src["hidden"] == src["heads"] * d else src["heads"]
+    if derived_head_dim and heads * d != hidden:
+        raise ImpossibleExpansionError(
+            f"hidden size {hidden} with {heads} heads gives head_dim {hidden / heads:g}, but "
+            f"the source's head_dim is {d}; changing head_dim cannot be lossless"
+        )
+    if kv_heads is None:
+        rep = src["heads"] // src["kv_heads"]
+        kv_heads = heads // rep if heads % rep == 0 else src["kv_heads"]
+    if table.config.kv_heads is None and kv_heads != heads:
+        raise ImpossibleExpansionError(
+            f"{table.model_types[0]} has no separate key/value heads; num_kv_heads must "
+            f"equal num_heads ({heads})"
+        )
+    return {
+        "hidden": hidden,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": d,
+        "mlp": mlp or src["mlp"],
+        "layers": layers or src["layers"],
+    }
+
+
+def target_config(plan: ExpansionPlan) -> Any:
+    """A copy of the source config with the target sizes and the rescaled norm eps."""
+    cfg = copy.deepcopy(plan.source_config)
+    f, t = plan.table.config, plan.sizes
+    setattr(cfg, f.hidden, t["hidden"])
+    setattr(cfg, f.heads, t["heads"])
+    setattr(cfg, f.mlp, t["mlp"])
+    setattr(cfg, f.layers, t["layers"])
+    if f.kv_heads:
+        setattr(cfg, f.kv_heads, t["kv_heads"])
+    if f.head_dim and getattr(cfg, f.head_dim, None) is not None:
+        setattr(cfg, f.head_dim, t["head_dim"])
+    eps_scale = plan.maps[HIDDEN].eta ** 2
+    for name in f.norm_eps:
+        setattr(cfg, name, getattr(cfg, name) * eps_scale)
+    n_src = plan.source_sizes["layers"]
+    for key, value in list(vars(cfg).items()):  # per-layer lists such as layer_types
+        if isinstance(value, list) and len(value) == n_src and key != "architectures":
+            setattr(cfg, key, [value[s] for s in plan.layer_map])
+    return cfg
+
+
+def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[tuple[str, str, Tensor, bool]]:
+    """(target name, source name, table entry, is new block) for every target tensor.
+
+    Unknown tensor names raise; the order follows the source, new blocks after their
+    source layer's tensors are listed in target-layer order.
+    """
+    from lemonkit.engine import match_or_raise  # local import: engine imports plan
+
+    per_layer: dict[int, list[tuple[str, Tensor]]] = {}
+    entries: list[tuple[str, str, Tensor, bool]] = []
+    for name in source_names:
+        spec, layer = match_or_raise(plan.table, name)
+        if layer is None:
+            entries.append((name, name, spec, False))
+        else:
+            per_layer.setdefault(layer, []).append((name, spec))
+    layered = []
+    for t_layer, s_layer in enumerate(plan.layer_map):
+        for name, spec in per_layer.get(s_layer, []):
+            t_name = spec.name.replace("{i}", str(t_layer))
+            layered.append((t_name, name, spec, plan.new_layers[t_layer]))
+    return entries + layered

@@ -1,0 +1,138 @@
+"""Measure losslessness: the same random inputs through source and expanded model.
+
+Two measurements, as NOTES.md sections 9 and 12 prescribe:
+
+- **float64**: both models in float64 with ``transformers``' float32 upcasts removed
+  (RMSNorm computed in float64, sdpa attention), so the error is the expansion's alone.
+  Tolerance 1e-12 when the expanded weights are stored in float64; when they are stored
+  in a narrower dtype the split weights carry that dtype's rounding, and the float32
+  tolerance applies.
+- **float32**: both models in float32 with the stock code. Tolerance
+  ``max(1e-5, 5 x the source's own float32-vs-float64 error)``.
+
+Example:
+    >>> import torch
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> import lemonkit
+    >>> small = GPT2LMHeadModel(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=50))
+    >>> report = lemonkit.verify(small.double(), lemonkit.expand(small.double(), hidden_size=48))
+    >>> report.ok
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from dataclasses import asdict, dataclass
+
+import torch
+
+from lemonkit.architectures import table_for
+
+TOL_FP64 = 1e-12
+TOL_FP32 = 1e-5
+
+
+@dataclass
+class VerifyReport:
+    """Relative errors ||big(x) - small(x)|| / ||small(x)|| on the model's outputs."""
+
+    ok: bool
+    rel_error_fp64: float
+    rel_error_fp32: float
+    source_fp32_error: float  # the source's own float32-vs-float64 error, for scale
+    tol_fp64: float
+    tol_fp32: float
+    max_abs_error_fp32: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        verdict = "LOSSLESS" if self.ok else "NOT LOSSLESS"
+        return (
+            f"{verdict}\n"
+            f"  float64 rel error {self.rel_error_fp64:.3e}  (tolerance {self.tol_fp64:.0e})\n"
+            f"  float32 rel error {self.rel_error_fp32:.3e}  (tolerance {self.tol_fp32:.1e}; "
+            f"source's own float32 error {self.source_fp32_error:.1e})"
+        )
+
+
+def verify(
+    small: torch.nn.Module,
+    big: torch.nn.Module,
+    *,
+    batch_size: int = 2,
+    seq_len: int = 16,
+    seed: int = 0,
+) -> VerifyReport:
+    """Compare ``small`` and ``big`` on random inputs in float64 and float32."""
+    inputs = random_inputs(small.config, batch_size, seq_len, seed)
+    ref64 = outputs(as_float64(small), inputs)
+    err64 = rel_error(outputs(as_float64(big), inputs), ref64)
+    ref32 = outputs(as_float32(small), inputs)
+    out32 = outputs(as_float32(big), inputs)
+    err32 = rel_error(out32, ref32)
+    own32 = rel_error(ref32.double(), ref64)
+    stored64 = next(big.parameters()).dtype == torch.float64
+    tol32 = max(TOL_FP32, 5 * own32)
+    tol64 = TOL_FP64 if stored64 else tol32
+    return VerifyReport(
+        ok=bool(err64 <= tol64 and err32 <= tol32),
+        rel_error_fp64=err64,
+        rel_error_fp32=err32,
+        source_fp32_error=own32,
+        tol_fp64=tol64,
+        tol_fp32=tol32,
+        max_abs_error_fp32=float((out32 - ref32).abs().max()),
+    )
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def random_inputs(config, batch_size: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random token ids or pixels, as the model's task needs."""
+    gen = torch.Generator().manual_seed(seed)
+    task = table_for(config.model_type).task
+    if task == "image_classification":
+        shape = (batch_size, config.num_channels, config.image_size, config.image_size)
+        return {"pixel_values": torch.randn(shape, generator=gen, dtype=torch.float64)}
+    max_pos = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings")
+    length = max(1, min(seq_len, max_pos - 2 - (getattr(config, "pad_token_id", 0) or 0)))
+    ids = torch.randint(0, config.vocab_size, (batch_size, length), generator=gen)
+    return {"input_ids": ids}
+
+
+@torch.no_grad()
+def outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    dtype = next(model.parameters()).dtype
+    cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+    return model(**cast).logits
+
+
+def as_float32(model: torch.nn.Module) -> torch.nn.Module:
+    """A float32 evaluation copy with the stock code."""
+    return copy.deepcopy(model).to(torch.float32).eval()
+
+
+def as_float64(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 evaluation copy whose forward has no float32 upcasts (NOTES.md 12).
+
+    Only this throwaway copy is patched: RMSNorm instances get a float64 forward and
+    attention uses sdpa (which keeps the input dtype) instead of eager's float32 softmax.
+    """
+    m = copy.deepcopy(model).to(torch.float64).eval()
+    if hasattr(m, "set_attn_implementation"):
+        m.set_attn_implementation("sdpa")
+    for module in m.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            module.forward = types.MethodType(_rms_norm_float64, module)
+    return m
+
+
+def _rms_norm_float64(self, x: torch.Tensor) -> torch.Tensor:
+    eps = getattr(self, "variance_epsilon", getattr(self, "eps", 1e-6))
+    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))

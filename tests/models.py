@@ -1,0 +1,77 @@
+"""Small random models of every supported architecture, built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+VOCAB = 97
+
+
+def gpt2(hidden=64, heads=4, layers=2, **kw):
+    cfg = tf.GPT2Config(
+        n_embd=hidden, n_head=heads, n_layer=layers, vocab_size=VOCAB, n_positions=64,
+        bos_token_id=0, eos_token_id=0, **kw,
+    )
+    return tf.GPT2LMHeadModel(cfg)
+
+
+def _llama_like(cfg_cls, model_cls, hidden=64, heads=4, kv=2, layers=2, mlp=96, **kw):
+    cfg = cfg_cls(
+        hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv,
+        num_hidden_layers=layers, intermediate_size=mlp, vocab_size=VOCAB,
+        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=None, **kw,
+    )
+    return model_cls(cfg)
+
+
+def llama(**kw):
+    return _llama_like(tf.LlamaConfig, tf.LlamaForCausalLM, **kw)
+
+
+def mistral(**kw):
+    return _llama_like(tf.MistralConfig, tf.MistralForCausalLM, **kw)
+
+
+def qwen2(**kw):
+    return _llama_like(tf.Qwen2Config, tf.Qwen2ForCausalLM, **kw)
+
+
+def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.ViTConfig(
+        hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
+        intermediate_size=mlp, image_size=16, patch_size=4, num_labels=5, **kw,
+    )
+    return tf.ViTForImageClassification(cfg)
+
+
+def roberta_prelayernorm(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.RobertaPreLayerNormConfig(
+        hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
+        intermediate_size=mlp, vocab_size=VOCAB, max_position_embeddings=40, **kw,
+    )
+    return tf.RobertaPreLayerNormForMaskedLM(cfg)
+
+
+BUILDERS = {
+    "gpt2": gpt2,
+    "llama": llama,
+    "mistral": mistral,
+    "qwen2": qwen2,
+    "vit": vit,
+    "roberta-prelayernorm": roberta_prelayernorm,
+}
+
+
+def build(arch: str, seed: int = 0, dtype=torch.float64, randomize_norms: bool = True, **kw):
+    """A random model; norm weights and biases randomised so that errors cannot hide."""
+    torch.manual_seed(seed)
+    model = BUILDERS[arch](**kw).to(dtype).eval()
+    if randomize_norms:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name.lower() and p.dim() == 1:
+                    p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+                elif name.endswith("bias"):
+                    p.copy_(torch.randn_like(p) * 0.1)
+    return model

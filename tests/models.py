@@ -10,17 +10,31 @@ VOCAB = 97
 
 def gpt2(hidden=64, heads=4, layers=2, **kw):
     cfg = tf.GPT2Config(
-        n_embd=hidden, n_head=heads, n_layer=layers, vocab_size=VOCAB, n_positions=64,
-        bos_token_id=0, eos_token_id=0, **kw,
+        n_embd=hidden,
+        n_head=heads,
+        n_layer=layers,
+        vocab_size=VOCAB,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        **kw,
     )
     return tf.GPT2LMHeadModel(cfg)
 
 
 def _llama_like(cfg_cls, model_cls, hidden=64, heads=4, kv=2, layers=2, mlp=96, **kw):
     cfg = cfg_cls(
-        hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv,
-        num_hidden_layers=layers, intermediate_size=mlp, vocab_size=VOCAB,
-        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=None, **kw,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=None,
+        **kw,
     )
     return model_cls(cfg)
 
@@ -39,16 +53,27 @@ def qwen2(**kw):
 
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
-        hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
-        intermediate_size=mlp, image_size=16, patch_size=4, num_labels=5, **kw,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        image_size=16,
+        patch_size=4,
+        num_labels=5,
+        **kw,
     )
     return tf.ViTForImageClassification(cfg)
 
 
 def roberta_prelayernorm(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.RobertaPreLayerNormConfig(
-        hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
-        intermediate_size=mlp, vocab_size=VOCAB, max_position_embeddings=40, **kw,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=40,
+        **kw,
     )
     return tf.RobertaPreLayerNormForMaskedLM(cfg)
 

@@ -28,35 +28,72 @@ from lemonkit.spaces import SpaceMap
 
 
 def expand_state_dict(
-    state_dict: Mapping[str, torch.Tensor], config, **targets
+    state_dict: Mapping[str, torch.Tensor],
+    config,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
+    **targets,
 ) -> tuple[dict[str, torch.Tensor], ExpansionPlan]:
-    """Expand a whole state dict; ``targets`` are :func:`~lemonkit.plan.make_plan` args.
+    """Expand a whole state dict; ``targets`` are :func:`~lemonkit.plan.make_plan` args
+    (``hidden_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``,
+    ``intermediate_size``, ``layer_map``, ``seed``, ``method``, ``allow_lossy``).
 
-    Returns the expanded state dict (same dtypes as the source) and the plan.
+    Returns the expanded state dict (the source's dtypes unless ``out_dtype``) and the plan.
     """
     plan = make_plan(config, **targets)
-    return dict(iter_expanded(state_dict, plan)), plan
+    expanded = iter_expanded(state_dict, plan, compute_dtype=compute_dtype, out_dtype=out_dtype)
+    return dict(expanded), plan
 
 
 def iter_expanded(
-    state_dict: Mapping[str, torch.Tensor], plan: ExpansionPlan
+    state_dict: Mapping[str, torch.Tensor],
+    plan: ExpansionPlan,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
     check_names(plan.table, list(state_dict), plan.tied, plan.source_sizes["layers"])
     for t_name, s_name, spec, is_new in target_entries(plan, list(state_dict)):
-        yield t_name, expand_tensor(plan, t_name, spec, state_dict[s_name], is_new)
+        yield (
+            t_name,
+            expand_tensor(
+                plan,
+                t_name,
+                spec,
+                state_dict[s_name],
+                is_new,
+                compute_dtype=compute_dtype,
+                out_dtype=out_dtype,
+            ),
+        )
 
 
 def expand_tensor(
-    plan: ExpansionPlan, target_name: str, spec: Tensor, tensor: torch.Tensor, is_new: bool
+    plan: ExpansionPlan,
+    target_name: str,
+    spec: Tensor,
+    tensor: torch.Tensor,
+    is_new: bool,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """One source tensor -> its target tensor, computed in float64, cast back."""
-    check_shape(plan, spec, target_name, tensor)
+    """One source tensor -> its target tensor.
+
+    Arithmetic is in ``compute_dtype`` (default: float64 for float64 sources, else
+    float32) and the result is cast once to ``out_dtype`` (default: the source's).
+    """
+    check_shape(plan, spec, target_name, tuple(tensor.shape))
+    out_dtype = out_dtype or tensor.dtype
     if is_new and spec.branch_out:
-        return torch.zeros(target_shape(plan, spec, tensor.shape), dtype=tensor.dtype)
+        return torch.zeros(target_shape(plan, spec, tensor.shape), dtype=out_dtype)
+    if compute_dtype is None:
+        compute_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
     axes = _effective_axes(plan, spec)
     gen = _generator(plan.seed, _seed_name(plan, target_name))
-    t = tensor.detach().to(torch.float64)
+    t = tensor.detach().to(compute_dtype)
     # consumers first, so a producer's average row is the average of the grown rows
     for axis, rule in enumerate(axes):
         if isinstance(rule, In):
@@ -66,7 +103,7 @@ def expand_tensor(
             t = _per_segment(t, axis, rule.space, plan, expand_out)
     if axes and isinstance(axes[0], Gamma | Beta):
         t = _expand_norm(plan, spec, axes[0], t, gen)
-    return t.to(tensor.dtype).contiguous()
+    return t.to(out_dtype).contiguous()
 
 
 def _consumer(method: str, gen: torch.Generator):
@@ -81,7 +118,9 @@ def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) 
     return expand_beta(t, space, scale=scale, extra_mean=spec.stream_norm)
 
 
-def _per_segment(t: torch.Tensor, axis: int, space: SpaceRef, plan: ExpansionPlan, fn) -> torch.Tensor:
+def _per_segment(
+    t: torch.Tensor, axis: int, space: SpaceRef, plan: ExpansionPlan, fn
+) -> torch.Tensor:
     """Apply ``fn(t, axis, map)`` to each segment of a fused axis and concatenate."""
     names = (space,) if isinstance(space, str) else space
     maps = [plan.maps[n] for n in names]
@@ -123,18 +162,16 @@ def target_shape(plan: ExpansionPlan, spec: Tensor, shape: torch.Size) -> list[i
     ]
 
 
-def check_shape(plan: ExpansionPlan, spec: Tensor, name: str, tensor: torch.Tensor) -> None:
-    """The tensor's shape must match what the source config says."""
+def check_shape(plan: ExpansionPlan, spec: Tensor, name: str, shape: tuple[int, ...]) -> None:
+    """A source tensor's shape must match what the source config says."""
     axes = _effective_axes(plan, spec)
-    expected = [
-        None if rule is None else space_size(plan.maps, rule.space, "src") for rule in axes
-    ]
-    ok = len(expected) == tensor.dim() and all(
-        e is None or e == d for e, d in zip(expected, tensor.shape, strict=False)
+    expected = [None if rule is None else space_size(plan.maps, rule.space, "src") for rule in axes]
+    ok = len(expected) == len(shape) and all(
+        e is None or e == d for e, d in zip(expected, shape, strict=False)
     )
     if not ok:
         raise CheckpointError(
-            f"tensor {name} has shape {tuple(tensor.shape)}, which does not match the config "
+            f"tensor {name} has shape {tuple(shape)}, which does not match the config "
             f"(expected {['*' if e is None else e for e in expected]})"
         )
 
@@ -168,9 +205,7 @@ def check_names(table: ArchTable, names: list[str], tied: bool, n_layers: int) -
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise CheckpointError(f"missing tensor {missing[0]!r}{more}")
     if not tied and table.tie_embeddings and table.tie_embeddings[0] not in present:
-        if table.match(table.tie_embeddings[0]):
-            raise CheckpointError(
-                f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
-                "tied to the embeddings"
-            )
-
+        raise CheckpointError(
+            f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
+            "tied to the embeddings"
+        )

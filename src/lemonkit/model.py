@@ -38,10 +38,18 @@ def expand(
     kept). ``method="net2net"`` uses equal splits (no symmetry breaking).
     """
     state, plan = expand_state_dict(
-        model.state_dict(), model.config,
-        hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-        num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
-        layer_map=layer_map, seed=seed, method=method, allow_lossy=allow_lossy,
+        model.state_dict(),
+        model.config,
+        compute_dtype=torch.float64,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        intermediate_size=intermediate_size,
+        layer_map=layer_map,
+        seed=seed,
+        method=method,
+        allow_lossy=allow_lossy,
     )
     big = build_model(type(model), plan.target_config, state)
     big.train(model.training)

@@ -155,9 +155,18 @@ def make_plan(
         lossy = table.indivisible_lossy
     tied = bool(table.tie_embeddings and getattr(config, "tie_word_embeddings", False))
     plan = ExpansionPlan(
-        table=table, source_config=config, target_config=None, sizes=tgt,
-        source_sizes=src, maps=maps, layer_map=lmap, new_layers=new_layers,
-        method=method, seed=seed, tied=tied, lossy_reason=lossy,
+        table=table,
+        source_config=config,
+        target_config=None,
+        sizes=tgt,
+        source_sizes=src,
+        maps=maps,
+        layer_map=lmap,
+        new_layers=new_layers,
+        method=method,
+        seed=seed,
+        tied=tied,
+        lossy_reason=lossy,
     )
     plan.target_config = target_config(plan)
     return plan
@@ -230,7 +239,9 @@ def target_config(plan: ExpansionPlan) -> Any:
     return cfg
 
 
-def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[tuple[str, str, Tensor, bool]]:
+def target_entries(
+    plan: ExpansionPlan, source_names: list[str]
+) -> list[tuple[str, str, Tensor, bool]]:
     """(target name, source name, table entry, is new block) for every target tensor.
 
     Unknown tensor names raise; the order follows the source, new blocks after their

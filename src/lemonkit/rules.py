@@ -68,7 +68,7 @@ def expand_in(
         shape = list(out.shape)
         shape[axis] = len(extra)
         scale = float(t.std()) if t.numel() > 1 and float(t.std()) > 0 else 0.02
-        free = torch.randn(shape, generator=gen, dtype=torch.float64).to(t.dtype) * scale
+        free = torch.randn(shape, generator=gen, dtype=t.dtype) * scale
         out.index_copy_(axis, extra, free)
     return out
 
@@ -83,12 +83,14 @@ def expand_gamma(
     out = expand_out(t, 0, _as_zero_fill(space)) * (space.eta * scale)
     extra = (space.channel_sources() < 0).nonzero().flatten()
     if len(extra) and not extra_zero:
-        zeta = torch.rand(len(extra), generator=gen, dtype=torch.float64) * 2 - 1
-        out[extra] = (zeta * space.eta * scale).to(t.dtype)
+        zeta = torch.rand(len(extra), generator=gen, dtype=t.dtype) * 2 - 1
+        out[extra] = zeta * (space.eta * scale)
     return out
 
 
-def expand_beta(t: torch.Tensor, space: SpaceMap, *, scale: float, extra_mean: bool) -> torch.Tensor:
+def expand_beta(
+    t: torch.Tensor, space: SpaceMap, *, scale: float, extra_mean: bool
+) -> torch.Tensor:
     """Norm shift: ``scale * [b, ..., b, 0]``; ``extra_mean`` fills extras with mean(b)."""
     fill = "avg" if extra_mean else "zero"
     return expand_out(t, 0, _as_zero_fill(space, fill)) * scale
@@ -120,7 +122,7 @@ def _split_shares(
         view[axis] = -1
         return share.view(view).expand(shape)
     # LEMON: random positive weights, normalised within each copy group
-    weights = torch.rand(shape, generator=gen, dtype=torch.float64).to(dtype) + 0.5
+    weights = torch.rand(shape, generator=gen, dtype=dtype) + 0.5
     weights.index_fill_(axis, (src < 0).nonzero().flatten(), 0.0)  # extras copy nothing
     sums_shape = list(shape)
     sums_shape[axis] = n_src

@@ -100,7 +100,7 @@ def random_inputs(config, batch_size: int, seq_len: int, seed: int) -> dict[str,
     if task == "image_classification":
         shape = (batch_size, config.num_channels, config.image_size, config.image_size)
         return {"pixel_values": torch.randn(shape, generator=gen, dtype=torch.float64)}
-    max_pos = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings")
+    max_pos = getattr(config, "n_positions", None) or config.max_position_embeddings
     length = max(1, min(seq_len, max_pos - 2 - (getattr(config, "pad_token_id", 0) or 0)))
     ids = torch.randint(0, config.vocab_size, (batch_size, length), generator=gen)
     return {"input_ids": ids}

@@ -12,13 +12,15 @@ _E = _R + "embeddings."
 _L = _R + "encoder.layer.{i}."
 
 
-
 ROBERTA_PRELAYERNORM = ArchTable(
     model_types=("roberta-prelayernorm",),
     classes=("RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel"),
     config=ConfigFields(
-        hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
-        mlp="intermediate_size", norm_eps=("layer_norm_eps",),
+        hidden="hidden_size",
+        layers="num_hidden_layers",
+        heads="num_attention_heads",
+        mlp="intermediate_size",
+        norm_eps=("layer_norm_eps",),
     ),
     norm="layernorm",
     task="masked_lm",

@@ -7,13 +7,15 @@ _E = "vit.embeddings."
 _L = "vit.layers.{i}."
 
 
-
 VIT = ArchTable(
     model_types=("vit",),
     classes=("ViTForImageClassification", "ViTModel"),
     config=ConfigFields(
-        hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
-        mlp="intermediate_size", norm_eps=("layer_norm_eps",),
+        hidden="hidden_size",
+        layers="num_hidden_layers",
+        heads="num_attention_heads",
+        mlp="intermediate_size",
+        norm_eps=("layer_norm_eps",),
     ),
     norm="layernorm",
     task="image_classification",

@@ -1,0 +1,75 @@
+"""Human-readable text for ``lemonkit plan`` and ``lemonkit list``.
+
+Example:
+    >>> print(describe_architectures().splitlines()[0])
+    model type            classes
+"""
+
+from __future__ import annotations
+
+from lemonkit.architectures import TABLES
+from lemonkit.architectures.base import Beta, Gamma, In, Out, Tensor
+from lemonkit.plan import ExpansionPlan
+
+
+def rule_text(plan: ExpansionPlan, spec: Tensor, is_new: bool) -> str:
+    """One line: the rule applied on each axis of a tensor."""
+    if is_new and spec.branch_out:
+        return "zeros (new block: residual branch output starts at 0)"
+    tie = plan.table.tie_embeddings
+    if plan.tied and tie and spec.name == tie[0]:
+        return "tied to the embedding (not saved)"
+    parts = []
+    for axis, rule in enumerate(spec.axes):
+        if rule is None:
+            continue
+        space = rule.space if isinstance(rule.space, str) else "|".join(rule.space)
+        if isinstance(rule, Out):
+            fill = plan.maps[space].fill if isinstance(rule.space, str) else "copy"
+            parts.append(f"axis{axis} out:{space} (copy, extras {fill})")
+        elif isinstance(rule, In):
+            split = "unequal split" if plan.method == "lemon" else "equal split"
+            parts.append(f"axis{axis} in:{space} ({split}, extras random)")
+        elif isinstance(rule, Gamma | Beta):
+            kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
+            if spec.tied_head_norm and plan.tied:
+                kind += "/k (tied head)"
+            if spec.stream_norm and plan.lossy_reason:
+                kind += " (lossy: stream norm)"
+            parts.append(f"norm {kind}")
+    return "; ".join(parts) or "unchanged"
+
+
+def describe_plan(plan: ExpansionPlan, layout: list) -> str:
+    s, t = plan.source_sizes, plan.sizes
+    lines = [
+        f"model type {plan.model_type}, method {plan.method}, seed {plan.seed}",
+        "sizes: " + ", ".join(f"{k} {s[k]}->{t[k]}" for k in s),
+        f"layer map (target <- source): {plan.layer_map}; new blocks at "
+        f"{[i for i, n in enumerate(plan.new_layers) if n]}",
+        f"eta = {plan.maps['hidden'].eta:.6g}, norm eps x {plan.maps['hidden'].eta ** 2:.6g}",
+    ]
+    if plan.lossy_reason:
+        lines.append(f"LOSSY (allowed): {plan.lossy_reason}")
+    width = max(len(x[0]) for x in layout) if layout else 10
+    for t_name, s_name, spec, is_new, shape in layout:
+        src = "" if s_name == t_name else f" <- {s_name}"
+        lines.append(
+            f"{t_name:<{width}} {str(list(shape)):<16} {rule_text(plan, spec, is_new)}{src}"
+        )
+    return "\n".join(lines)
+
+
+def describe_architectures() -> str:
+    lines = [f"{'model type':<22}{'classes'}"]
+    for table in TABLES:
+        for mt in table.model_types:
+            lines.append(f"{mt:<22}{', '.join(c for c in table.classes)}")
+        exact = "hidden (any width), heads, kv heads, mlp, layers: exact"
+        if table.indivisible_lossy:
+            exact = (
+                "hidden: exact for multiples of the source; other widths only with "
+                "--allow-lossy (approximate); heads, mlp, layers: exact"
+            )
+        lines.append(f"{'':<22}grows: {exact}")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Hugging Face folder in, Hugging Face folder out: the shell around the engine.
+
+:func:`expand_folder` streams: each source tensor is read lazily, expanded and appended
+to the output shard it belongs to, so memory stays near one tensor. The output is built
+in a hidden temporary folder beside ``out`` and renamed only once everything, including
+the verification, has succeeded: a failure, Ctrl-C or a kill never leaves ``out`` behind.
+
+Example:
+    >>> result = expand_folder("small/", "big/", hidden_size=768, num_layers=12)  # doctest: +SKIP
+    >>> result.report.ok  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lemonkit.architectures import table_for
+from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
+from lemonkit.engine import check_names, check_shape, expand_tensor, target_shape
+from lemonkit.errors import CheckpointError, LemonkitError
+from lemonkit.plan import ExpansionPlan, make_plan, target_entries
+from lemonkit.verify import VerifyReport, verify
+from lemonkit.writer import Entry, nbytes, plan_shards, write_shards
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "lemonkit.json"
+DEFAULT_SHARD_SIZE = 5 * 10**9
+
+
+@dataclass
+class FolderResult:
+    out: Path
+    plan: ExpansionPlan
+    files: list[str]
+    report: VerifyReport | None
+
+
+def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, list]:
+    """Open ``src``, make the plan and check every tensor's name and shape (no weights read).
+
+    Returns the checkpoint, the plan and the layout: (target name, source name, table
+    entry, is new block, target shape) per output tensor.
+    """
+    ckpt = Checkpoint.open(src)
+    plan = make_plan(ckpt.config, **targets)
+    names = list(ckpt)
+    check_names(plan.table, names, plan.tied, plan.source_sizes["layers"])
+    layout = []
+    for t_name, s_name, spec, is_new in target_entries(plan, names):
+        if plan.tied and t_name == plan.table.tie_embeddings[0]:
+            continue  # a tied head is not saved, as transformers does
+        check_shape(plan, spec, s_name, ckpt.shape(s_name))
+        shape = tuple(target_shape(plan, spec, ckpt.shape(s_name)))
+        layout.append((t_name, s_name, spec, is_new, shape))
+    return ckpt, plan, layout
+
+
+def expand_folder(
+    src: str | Path,
+    out: str | Path,
+    *,
+    force: bool = False,
+    max_shard_size: int = DEFAULT_SHARD_SIZE,
+    dtype: torch.dtype | None = None,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+    progress: bool = True,
+    **targets,
+) -> FolderResult:
+    """Expand the model in folder ``src`` into a new folder ``out`` (atomically)."""
+    src, out = Path(src).resolve(), Path(out).resolve()
+    _check_paths(src, out, force)
+    ckpt, plan, layout = plan_folder(src, **targets)
+    entries: list[Entry] = [(t, dtype or ckpt.dtype(s), shape) for t, s, _, _, shape in layout]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        tensors = (
+            expand_tensor(plan, t, spec, ckpt[s], new, compute_dtype=compute_dtype, out_dtype=dtype)
+            for t, s, spec, new, _ in layout
+        )
+        total = sum(nbytes(e) for e in entries)
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="expand", disable=not progress
+        ) as bar:
+            files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, bar.update)
+        _write_config(plan, tmp, dtype)
+        _copy_other_files(src, tmp)
+        report = verify_folders(src, tmp) if check else None
+        _write_provenance(tmp, src, plan, report, files)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FolderResult(out, plan, files, report)
+
+
+def load_model(folder: str | Path) -> torch.nn.Module:
+    """``from_pretrained`` with the class named in config.json (safetensors only)."""
+    import transformers
+
+    ckpt = Checkpoint.open(folder)  # validates, refuses pickles
+    table = table_for(ckpt.config.model_type)
+    archs = getattr(ckpt.config, "architectures", None) or []
+    name = next((a for a in archs if a in table.classes), table.classes[0])
+    cls = getattr(transformers, name)
+    try:
+        return cls.from_pretrained(str(folder), use_safetensors=True).eval()
+    except Exception as e:
+        raise CheckpointError(
+            f"{folder}: from_pretrained failed: {' '.join(str(e).split())[:300]}"
+        ) from e
+
+
+def verify_folders(src: str | Path, out: str | Path, **kwargs) -> VerifyReport:
+    """Load both folders and compare them with :func:`lemonkit.verify`."""
+    return verify(load_model(src), load_model(out), **kwargs)
+
+
+def _check_paths(src: Path, out: Path, force: bool) -> None:
+    if out == src or src in out.parents or out in src.parents:
+        raise LemonkitError(f"output {out} must not be the source folder, inside it, or above it")
+    if out.exists() and not force:
+        raise LemonkitError(f"output {out} already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise LemonkitError(f"output {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise LemonkitError(f"the parent folder of {out} does not exist")
+
+
+def _write_config(plan: ExpansionPlan, folder: Path, dtype: torch.dtype | None) -> None:
+    cfg = plan.target_config
+    if dtype is not None:
+        cfg.dtype = dtype
+    cfg.save_pretrained(str(folder))
+
+
+def _copy_other_files(src: Path, dst: Path) -> None:
+    """Tokenizer, generation config, README...: everything but weights and config."""
+    skip = {"config.json", SINGLE_FILE, INDEX_FILE, PROVENANCE_FILE}
+    for item in src.iterdir():
+        if item.name in skip or item.suffix in PICKLE_SUFFIXES or item.suffix == ".safetensors":
+            continue
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+
+
+def _write_provenance(folder, src, plan, report, files) -> None:
+    import lemonkit
+
+    record = {
+        "lemonkit_version": lemonkit.__version__,
+        "source": str(src),
+        "files": files,
+        "plan": plan.to_json(),
+        "verification": report.to_json() if report else None,
+    }
+    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` (``--force``) is removed only after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.lemonkit-old-{os.getpid()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)

@@ -1,0 +1,128 @@
+"""Writing safetensors shards as tensors arrive, one tensor in memory at a time.
+
+The shard layout is planned before any weight is computed (names, dtypes and shapes
+come from the plan), so each shard's header is written first and each tensor's bytes are
+appended as soon as it is expanded. Shard names and the index follow Hugging Face
+(``model.safetensors`` or ``model-00001-of-00003.safetensors`` plus
+``model.safetensors.index.json``), and the files are byte-for-byte deterministic.
+
+Example:
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> entries = [("a", torch.float32, (2, 2)), ("b", torch.float32, (3,))]
+    >>> d = Path(tempfile.mkdtemp())
+    >>> write_shards(d, plan_shards(entries, 10**9), iter([torch.ones(2, 2), torch.zeros(3)]))
+    ['model.safetensors']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from lemonkit.checkpoint import DTYPES, INDEX_FILE, SINGLE_FILE
+
+Entry = tuple[str, torch.dtype, tuple[int, ...]]
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def nbytes(entry: Entry) -> int:
+    _, dtype, shape = entry
+    n = 1
+    for d in shape:
+        n *= d
+    return n * torch.empty((), dtype=dtype).element_size()
+
+
+def parse_size(text: str | int) -> int:
+    """``"5GB"`` -> 5_000_000_000 (Hugging Face's decimal units; also KiB/MiB/GiB)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", text.upper())
+    if not m:
+        raise ValueError(f"cannot read size {text!r}; use e.g. 500MB or 5GB")
+    units = {
+        "": 1,
+        "B": 1,
+        "KB": 10**3,
+        "MB": 10**6,
+        "GB": 10**9,
+        "TB": 10**12,
+        "KIB": 2**10,
+        "MIB": 2**20,
+        "GIB": 2**30,
+        "TIB": 2**40,
+    }
+    return int(float(m.group(1)) * units[m.group(2)])
+
+
+def plan_shards(entries: list[Entry], max_shard_bytes: int) -> list[list[Entry]]:
+    """Greedy split in order; a tensor larger than the limit gets a shard of its own."""
+    shards: list[list[Entry]] = [[]]
+    size = 0
+    for e in entries:
+        if shards[-1] and size + nbytes(e) > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(e)
+        size += nbytes(e)
+    return shards
+
+
+def shard_names(n: int) -> list[str]:
+    if n == 1:
+        return [SINGLE_FILE]
+    return [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+
+
+def write_shards(
+    folder: Path,
+    shards: list[list[Entry]],
+    tensors: Iterator[torch.Tensor],
+    on_tensor: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Write the planned shards, consuming ``tensors`` in the planned order."""
+    names = shard_names(len(shards))
+    for file, entries in zip(names, shards, strict=True):
+        with open(folder / file, "wb") as f:
+            f.write(_header(entries))
+            for entry in entries:
+                tensor = next(tensors)
+                _check(entry, tensor)
+                f.write(memoryview(tensor.contiguous().view(torch.uint8).numpy()))
+                if on_tensor:
+                    on_tensor(nbytes(entry))
+    if len(shards) > 1:
+        weight_map = {e[0]: file for file, es in zip(names, shards, strict=True) for e in es}
+        total = sum(nbytes(e) for es in shards for e in es)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    return names
+
+
+def _header(entries: list[Entry]) -> bytes:
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for e in entries:
+        name, dtype, shape = e
+        header[name] = {
+            "dtype": _DTYPE_NAMES[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes(e)],
+        }
+        offset += nbytes(e)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # align the data to 8 bytes, as safetensors does
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _check(entry: Entry, tensor: torch.Tensor) -> None:
+    name, dtype, shape = entry
+    if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+        raise AssertionError(
+            f"{name}: planned {dtype} {tuple(shape)}, got {tensor.dtype} {tuple(tensor.shape)}"
+        )

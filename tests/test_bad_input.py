@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import lemonkit.folder
 from lemonkit.cli import main
-from models import build
+from lemonkit.zoo import build
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 import lemonkit
 from lemonkit.cli import main
-from models import build
+from lemonkit.zoo import build
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from models import BUILDERS, build
+from lemonkit.zoo import BUILDERS, build
 
 CAUSAL = ["gpt2", "llama", "mistral", "qwen2"]
 

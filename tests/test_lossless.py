@@ -9,7 +9,7 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from models import BUILDERS, build
+from lemonkit.zoo import BUILDERS, build
 
 LLAMA_FAMILY = ["llama", "mistral", "qwen2"]
 LAYERNORM_EMBEDDING = ["roberta-prelayernorm"]  # indivisible widths are lossy (NOTES 10)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lemonkit
-from models import build
+from lemonkit.zoo import build
 
 
 @st.composite

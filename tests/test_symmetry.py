@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from models import build
+from lemonkit.zoo import build
 
 
 def _mlp_preactivations(model, x):

@@ -1,4 +1,12 @@
-"""Small random models of every supported architecture, built from configs (no downloads)."""
+"""Small random models of every supported architecture, built from configs (no downloads).
+
+Used by the tests, the demo and the error table.
+
+Example:
+    >>> model = build("llama", hidden=32, heads=2, kv=1)
+    >>> type(model).__name__, model.config.hidden_size
+    ('LlamaForCausalLM', 32)
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,89 @@
+"""The measured error table: every architecture x every kind of expansion.
+
+Run ``python -m lemonkit.error_table`` (or ``make demo``) to reproduce the README table.
+
+Example:
+    >>> rows = measure(["gpt2"], ["depth only"])
+    >>> rows[0]["fp64"] == 0.0
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+
+import lemonkit
+from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.zoo import BUILDERS, build
+
+# source: hidden 64, 4 heads (2 KV heads for the LLaMA family), 2 layers
+KINDS: dict[str, dict] = {
+    "divisible 64->128": dict(hidden_size=128),
+    "indivisible 64->96": dict(hidden_size=96),
+    "ratio 2.5 64->160": dict(hidden_size=160),
+    "heads+KV 4/2->8/4": dict(hidden_size=128, num_heads=8, num_kv_heads=4),
+    "FFN only x1.7": dict(mlp_factor=1.7),
+    "depth only 2->5": dict(num_layers=5),
+    "everything 64->96, 2->3 layers, FFN x1.5": dict(hidden_size=96, num_layers=3, mlp_factor=1.5),
+}
+
+
+def _targets(model, kind: dict) -> dict:
+    kind = dict(kind)
+    factor = kind.pop("mlp_factor", None)
+    if factor:
+        cfg = model.config
+        mlp = getattr(cfg, "intermediate_size", None) or 4 * cfg.n_embd
+        kind["intermediate_size"] = int(mlp * factor)
+    if (
+        "num_kv_heads" in kind
+        and lemonkit.table_for(model.config.model_type).config.kv_heads is None
+    ):
+        kind.pop("num_kv_heads")
+    return kind
+
+
+def measure(archs: list[str] | None = None, kinds: list[str] | None = None) -> list[dict]:
+    """One row per (architecture, kind): float64 and float32 relative errors."""
+    rows = []
+    for arch in archs or list(BUILDERS):
+        for name in kinds or list(KINDS):
+            small = build(arch, dtype=torch.float64)
+            targets = _targets(small, KINDS[name])
+            row = {"arch": arch, "kind": name, "lossy": False}
+            try:
+                big = lemonkit.expand(small, **targets)
+            except ImpossibleExpansionError:
+                big = lemonkit.expand(small, allow_lossy=True, **targets)
+                row["lossy"] = True
+            report = lemonkit.verify(small, big)
+            row.update(fp64=report.rel_error_fp64, fp32=report.rel_error_fp32, ok=report.ok)
+            rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    cell = {(r["arch"], r["kind"]): r for r in rows}
+    lines = [
+        "| expansion | " + " | ".join(archs) + " |",
+        "|---|" + "---|" * len(archs),
+    ]
+    for kind in kinds:
+        cells = []
+        for arch in archs:
+            r = cell[(arch, kind)]
+            text = f"{r['fp64']:.0e} / {r['fp32']:.0e}"
+            cells.append(f"refused; lossy: {text}" if r["lossy"] else text)
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print("Relative error ||big(x) - small(x)|| / ||small(x)|| on random inputs, float64 / float32")
+    print(to_markdown(measure()))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,10 +7,10 @@ be validated without reading weights: config.json, the shard index, that every s
 exists and has a complete, readable header. Pickle checkpoints (``*.bin``, ``*.pt``) are
 refused: unpickling can run arbitrary code.
 
-Example:
-    >>> ckpt = Checkpoint.open("path/to/model")  # doctest: +SKIP
-    >>> ckpt.shape("model.embed_tokens.weight")  # doctest: +SKIP
-    (32000, 4096)
+Example::
+
+    ckpt = Checkpoint.open("path/to/model")
+    ckpt.shape("model.embed_tokens.weight")  # (32000, 4096), no weight read
 """
 
 from __future__ import annotations

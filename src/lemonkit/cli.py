@@ -192,5 +192,6 @@ def _quiet_transformers() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # lemonkit shows its own
     except ImportError:  # pragma: no cover
         pass

@@ -3,7 +3,7 @@
 Run ``python -m lemonkit.error_table`` (or ``make demo``) to reproduce the README table.
 
 Example:
-    >>> rows = measure(["gpt2"], ["depth only"])
+    >>> rows = measure(["gpt2"], ["depth only 2->5"])
     >>> rows[0]["fp64"] == 0.0
     True
 """

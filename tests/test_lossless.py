@@ -129,3 +129,22 @@ def test_paper_printed_eta_without_square_root_is_lossy(monkeypatch):
     paper = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96))
     assert exact.rel_error_fp64 <= 1e-12
     assert paper.rel_error_fp64 > 1e-2
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize(
+    "kwargs", [dict(hidden_size=128), dict(intermediate_size=400), dict(num_layers=3)]
+)
+def test_bfloat16_divisible_ffn_and_depth_are_exact(arch, kwargs):
+    """Splits are rounded onto the bf16 grid so that the copies sum exactly in bf16."""
+    small = build(arch, dtype=torch.bfloat16)
+    big = lemonkit.expand(small, **kwargs)
+    assert next(big.parameters()).dtype == torch.bfloat16
+    assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12
+
+
+def test_bfloat16_indivisible_error_is_one_rounding_of_the_norm_scale():
+    """eta = sqrt(2/3) is irrational: gamma * eta is rounded once to bf16 (~2^-9)."""
+    small = build("llama", dtype=torch.bfloat16)
+    report = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96))
+    assert 1e-5 < report.rel_error_fp64 < 1e-2

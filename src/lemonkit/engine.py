@@ -93,11 +93,12 @@ def expand_tensor(
         compute_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
     axes = _effective_axes(plan, spec)
     gen = _generator(plan.seed, _seed_name(plan, target_name))
-    t = tensor.detach().to(compute_dtype)
+    # round the source to the output dtype first: the splits are then exact in it
+    t = tensor.detach().to(out_dtype).to(compute_dtype)
     # consumers first, so a producer's average row is the average of the grown rows
     for axis, rule in enumerate(axes):
         if isinstance(rule, In):
-            t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen))
+            t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen, out_dtype))
     for axis, rule in enumerate(axes):
         if isinstance(rule, Out):
             t = _per_segment(t, axis, rule.space, plan, expand_out)
@@ -106,8 +107,8 @@ def expand_tensor(
     return t.to(out_dtype).contiguous()
 
 
-def _consumer(method: str, gen: torch.Generator):
-    return lambda t, axis, space: expand_in(t, axis, space, method, gen)
+def _consumer(method: str, gen: torch.Generator, storage: torch.dtype):
+    return lambda t, axis, space: expand_in(t, axis, space, method, gen, storage)
 
 
 def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) -> torch.Tensor:

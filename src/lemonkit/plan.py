@@ -232,9 +232,9 @@ def target_config(plan: ExpansionPlan) -> Any:
     eps_scale = plan.maps[HIDDEN].eta ** 2
     for name in f.norm_eps:
         setattr(cfg, name, getattr(cfg, name) * eps_scale)
-    n_src = plan.source_sizes["layers"]
-    for key, value in list(vars(cfg).items()):  # per-layer lists such as layer_types
-        if isinstance(value, list) and len(value) == n_src and key != "architectures":
+    for key in plan.table.config.per_layer:  # e.g. layer_types: one entry per layer
+        value = getattr(cfg, key, None)
+        if isinstance(value, list) and len(value) == plan.source_sizes["layers"]:
             setattr(cfg, key, [value[s] for s in plan.layer_map])
     return cfg
 

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lemonkit.spaces import SpaceMap
@@ -48,22 +50,34 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
 
 
 def expand_in(
-    t: torch.Tensor, axis: int, space: SpaceMap, method: str, gen: torch.Generator
+    t: torch.Tensor,
+    axis: int,
+    space: SpaceMap,
+    method: str,
+    gen: torch.Generator,
+    storage: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
-    The copies of a column sum to it (the last copy absorbs the rounding), so a zero-
-    or copy-expanded input gives the same output.
+    With ``lemon`` the copies of a column sum to it exactly once stored in ``storage``
+    (default: the dtype of ``t``): every copy but the last is rounded to the grid of the
+    source element's last bit in that dtype, and the last copy is the remainder, which
+    then lies on the same grid and needs no rounding. So a zero- or copy-expanded input
+    gives the same output, even in bfloat16. ``net2net`` copies are all W/n, identical.
     """
     src = space.channel_sources()
     valid = (src >= 0).nonzero().flatten()
     extra = (src < 0).nonzero().flatten()
+    last = _last_copy(src, t.shape[axis])
     copies = t.index_select(axis, src.clamp(min=0))
     share = _split_shares(copies.shape, axis, src, method, gen, t.dtype)
-    out = copies * share
-    # exact sum: the last copy of every source channel takes what is left
-    total = torch.zeros_like(t).index_add_(axis, src[valid], out.index_select(axis, valid))
-    out.index_add_(axis, _last_copy(src, t.shape[axis]), t - total)
+    if method == "net2net":  # identical copies W/n (exact sums when n is a power of 2)
+        out = copies * share
+    else:
+        out = snap_to_grid(copies * share, copies, storage or t.dtype)
+        out.index_fill_(axis, last, 0.0)
+        others = torch.zeros_like(t).index_add_(axis, src[valid], out.index_select(axis, valid))
+        out.index_copy_(axis, last, t - others)
     if len(extra):
         shape = list(out.shape)
         shape[axis] = len(extra)
@@ -71,6 +85,18 @@ def expand_in(
         free = torch.randn(shape, generator=gen, dtype=t.dtype) * scale
         out.index_copy_(axis, extra, free)
     return out
+
+
+def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``.
+
+    >>> snap_to_grid(torch.tensor([0.3]), torch.tensor([1.0]), torch.bfloat16).item()
+    0.296875
+    """
+    bits = 1 - round(math.log2(torch.finfo(dtype).eps))  # significand bits, e.g. 8 for bf16
+    _, exponent = torch.frexp(reference)
+    ulp = torch.ldexp(torch.ones_like(reference), exponent - bits)
+    return torch.round(values / ulp) * ulp
 
 
 def expand_gamma(

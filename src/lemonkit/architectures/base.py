@@ -23,7 +23,7 @@ Example (one LLaMA tensor)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SpaceRef = str | tuple[str, ...]
 
@@ -98,6 +98,7 @@ class ConfigFields:
     kv_heads: str | None = None
     head_dim: str | None = None  # explicit head_dim attribute, if the config has one
     mlp_default_mult: int | None = None  # mlp field None means this many x hidden (GPT-2)
+    per_layer: tuple[str, ...] = ("layer_types",)  # config lists with one entry per layer
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,6 @@ class ArchTable:
     task: str  # "causal_lm", "masked_lm" or "image_classification": how verify feeds it
     tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
     indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
-    notes: str = ""
-    extra_config: dict = field(default_factory=dict)
 
     @property
     def stream_fill(self) -> str:

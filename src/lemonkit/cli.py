@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("src")
     v.add_argument("out")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    v.add_argument(
+        "--blockwise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare block by block with bounded memory (default: when the two "
+        "checkpoints together exceed 2 GB)",
+    )
     v.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     v.set_defaults(func=cmd_verify)
 
@@ -155,7 +162,9 @@ def cmd_expand(args) -> int:
 def cmd_verify(args) -> int:
     from lemonkit.folder import verify_folders
 
-    report = verify_folders(args.src, args.out, seed=args.seed)
+    report = verify_folders(
+        args.src, args.out, seed=args.seed, blockwise=args.blockwise, progress=not args.quiet
+    )
     _say(args, str(report))
     return 0 if report.ok else EXIT_NOT_LOSSLESS
 

@@ -200,11 +200,10 @@ def check_names(table: ArchTable, names: list[str], tied: bool, n_layers: int) -
         if spec.optional:
             continue
         layers = range(n_layers) if spec.per_layer else [0]
-        missing = [spec.name.replace("{i}", str(i)) for i in layers]
-        missing = [m for m in missing if m not in present]
-        if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise CheckpointError(f"missing tensor {missing[0]!r}{more}")
+        for i in layers:
+            wanted = [n.replace("{i}", str(i)) for n in table.names_for(spec)]
+            if not any(w in present for w in wanted):
+                raise CheckpointError(f"missing tensor {wanted[0]!r}")
     if not tied and table.tie_embeddings and table.tie_embeddings[0] not in present:
         raise CheckpointError(
             f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "

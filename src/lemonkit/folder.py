@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lemonkit.architectures import table_for
+from lemonkit.architectures import model_class
 from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
 from lemonkit.engine import check_names, check_shape, expand_tensor, target_shape
 from lemonkit.errors import CheckpointError, LemonkitError
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "lemonkit.json"
 DEFAULT_SHARD_SIZE = 5 * 10**9
+BLOCKWISE_ABOVE_BYTES = 2 * 10**9  # verify larger pairs block by block
 
 
 @dataclass
@@ -97,7 +98,8 @@ def expand_folder(
             files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, bar.update)
         _write_config(plan, tmp, dtype)
         _copy_other_files(src, tmp)
-        report = verify_folders(src, tmp) if check else None
+        _write_provenance(tmp, src, plan, None, files)
+        report = verify_folders(src, tmp, progress=progress) if check else None
         _write_provenance(tmp, src, plan, report, files)
         _publish(tmp, out)
     except BaseException:
@@ -108,13 +110,8 @@ def expand_folder(
 
 def load_model(folder: str | Path) -> torch.nn.Module:
     """``from_pretrained`` with the class named in config.json (safetensors only)."""
-    import transformers
-
     ckpt = Checkpoint.open(folder)  # validates, refuses pickles
-    table = table_for(ckpt.config.model_type)
-    archs = getattr(ckpt.config, "architectures", None) or []
-    name = next((a for a in archs if a in table.classes), table.classes[0])
-    cls = getattr(transformers, name)
+    cls = model_class(ckpt.config)
     try:
         return cls.from_pretrained(str(folder), use_safetensors=True).eval()
     except Exception as e:
@@ -123,8 +120,20 @@ def load_model(folder: str | Path) -> torch.nn.Module:
         ) from e
 
 
-def verify_folders(src: str | Path, out: str | Path, **kwargs) -> VerifyReport:
-    """Load both folders and compare them with :func:`lemonkit.verify`."""
+def verify_folders(
+    src: str | Path, out: str | Path, *, blockwise: bool | None = None, **kwargs
+) -> VerifyReport:
+    """Compare two folders: whole models with :func:`lemonkit.verify`, or block by block
+    (:func:`lemonkit.blockwise.verify_blockwise`) when ``blockwise`` or, if None, when
+    the two checkpoints together exceed ``BLOCKWISE_ABOVE_BYTES``."""
+    if blockwise is None:
+        total = Checkpoint.open(src).nbytes + Checkpoint.open(out).nbytes
+        blockwise = total > BLOCKWISE_ABOVE_BYTES
+    if blockwise:
+        from lemonkit.blockwise import verify_blockwise
+
+        return verify_blockwise(src, out, **kwargs)
+    kwargs.pop("progress", None)
     return verify(load_model(src), load_model(out), **kwargs)
 
 

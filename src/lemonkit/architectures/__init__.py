@@ -27,3 +27,14 @@ def table_for(model_type: str) -> ArchTable:
         f"model type {model_type!r} is not supported; supported: "
         + ", ".join(supported_model_types())
     )
+
+
+def model_class(config) -> type:
+    """The ``transformers`` class for a config: the one named in ``architectures`` if
+    lemonkit's table lists it, else the table's first (the usual head model)."""
+    import transformers
+
+    table = table_for(config.model_type)
+    archs = getattr(config, "architectures", None) or []
+    name = next((a for a in archs if a in table.classes), table.classes[0])
+    return getattr(transformers, name)

@@ -23,7 +23,7 @@ Example (one LLaMA tensor)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SpaceRef = str | tuple[str, ...]
 
@@ -113,18 +113,41 @@ class ArchTable:
     task: str  # "causal_lm", "masked_lm" or "image_classification": how verify feeds it
     tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
     indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
+    vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
+    # (name on disk, name in the table) where checkpoints use other names than the modules
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def stream_fill(self) -> str:
         return "avg" if self.norm == "layernorm" else "zero"
 
     def match(self, name: str) -> tuple[Tensor, int | None] | None:
-        """The table entry for a concrete tensor name and its layer index, or None."""
+        """The table entry for a concrete tensor name and its layer index, or None.
+
+        A name matching an alias gets the aliased entry renamed to the alias, so that
+        target names keep the checkpoint's naming.
+        """
         for spec in self.tensors:
             m = spec.regex().match(name)
             if m:
                 return spec, (int(m.group(1)) if spec.per_layer else None)
+        for alias, canonical in self.aliases:
+            aliased = replace(self._spec(canonical), name=alias)
+            m = aliased.regex().match(name)
+            if m:
+                return aliased, (int(m.group(1)) if aliased.per_layer else None)
         return None
+
+    def _spec(self, name: str) -> Tensor:
+        return next(t for t in self.tensors if t.name == name)
+
+    def canonical(self, pattern: str) -> str:
+        """The table (module) name for a pattern that may be an alias."""
+        return dict(self.aliases).get(pattern, pattern)
+
+    def names_for(self, spec: Tensor) -> list[str]:
+        """The table name of an entry and its aliases (checkpoints may use either)."""
+        return [spec.name] + [a for a, c in self.aliases if c == spec.name]
 
 
 def linear(prefix: str, out: SpaceRef, inp: SpaceRef, **flags) -> tuple[Tensor, Tensor]:

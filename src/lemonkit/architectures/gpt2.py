@@ -19,6 +19,7 @@ GPT2 = ArchTable(
     norm="layernorm",
     task="causal_lm",
     tie_embeddings=("lm_head.weight", "transformer.wte.weight"),
+    vocab=("transformer.wte.weight", "lm_head.weight"),
     tensors=(
         Tensor("transformer.wte.weight", (None, Out(HIDDEN))),  # [vocab, D]
         Tensor("transformer.wpe.weight", (None, Out(HIDDEN))),  # [positions, D]

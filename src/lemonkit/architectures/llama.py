@@ -28,6 +28,7 @@ LLAMA = ArchTable(
     norm="rmsnorm",
     task="causal_lm",
     tie_embeddings=("lm_head.weight", "model.embed_tokens.weight"),
+    vocab=("model.embed_tokens.weight", "lm_head.weight"),
     tensors=(
         Tensor("model.embed_tokens.weight", (None, Out(HIDDEN))),  # [vocab, D]
         Tensor(_L + "input_layernorm.weight", (Gamma(HIDDEN),)),

@@ -25,6 +25,12 @@ ROBERTA_PRELAYERNORM = ArchTable(
     norm="layernorm",
     task="masked_lm",
     tie_embeddings=("lm_head.decoder.weight", _E + "word_embeddings.weight"),
+    vocab=(
+        _E + "word_embeddings.weight",
+        "lm_head.decoder.weight",
+        "lm_head.decoder.bias",
+        "lm_head.bias",
+    ),
     indivisible_lossy=(
         "RoBERTa-PreLayerNorm has a LayerNorm right after the embeddings and a "
         "dense -> GELU -> LayerNorm MLM head; with a hidden size that is not a multiple of "
@@ -48,7 +54,7 @@ ROBERTA_PRELAYERNORM = ArchTable(
         *linear("lm_head.dense", HIDDEN, HIDDEN),
         *layer_norm("lm_head.layer_norm", tied_head_norm=True),
         Tensor("lm_head.decoder.weight", (None, In(HIDDEN)), optional=True),
-        Tensor("lm_head.decoder.bias", (None,)),
+        Tensor("lm_head.decoder.bias", (None,), optional=True),  # saved as lm_head.bias
         Tensor("lm_head.bias", (None,)),
     ),
 )

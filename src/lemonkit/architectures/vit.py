@@ -19,6 +19,21 @@ VIT = ArchTable(
     ),
     norm="layernorm",
     task="image_classification",
+    # transformers 5 saves ViT checkpoints under the original (ViT 4.x) names
+    aliases=tuple(
+        (f"vit.encoder.layer.{{i}}.{old}.{p}", f"{_L}{new}.{p}")
+        for old, new in (
+            ("attention.attention.query", "attention.q_proj"),
+            ("attention.attention.key", "attention.k_proj"),
+            ("attention.attention.value", "attention.v_proj"),
+            ("attention.output.dense", "attention.o_proj"),
+            ("intermediate.dense", "mlp.fc1"),
+            ("output.dense", "mlp.fc2"),
+            ("layernorm_before", "layernorm_before"),
+            ("layernorm_after", "layernorm_after"),
+        )
+        for p in ("weight", "bias")
+    ),
     tensors=(
         Tensor(_E + "cls_token", (None, None, Out(HIDDEN))),  # [1, 1, D]
         Tensor(_E + "position_embeddings", (None, None, Out(HIDDEN))),  # [1, P+1, D]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 import torch
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     _quiet_transformers()
+    signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
     try:
         return args.func(args)
     except LemonkitError as e:
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lemonkit: interrupted; no output was left behind", file=sys.stderr)
         return 130
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

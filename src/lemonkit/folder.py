@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ def expand_folder(
     _check_paths(src, out, force)
     ckpt, plan, layout = plan_folder(src, **targets)
     entries: list[Entry] = [(t, dtype or ckpt.dtype(s), shape) for t, s, _, _, shape in layout]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-", dir=out.parent))
+    _remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         tensors = (
@@ -180,6 +182,25 @@ def _write_provenance(folder, src, plan, report, files) -> None:
         "verification": report.to_json() if report else None,
     }
     (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove temporary folders left by killed runs (their process no longer exists)."""
+    for item in out.parent.glob(f".{out.name}.lemonkit-*"):
+        m = re.match(rf"\.{re.escape(out.name)}\.lemonkit-(?:old-)?(\d+)", item.name)
+        if m and not _alive(int(m.group(1))):
+            log.info("removing %s, left by an interrupted run", item)
+            shutil.rmtree(item, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:

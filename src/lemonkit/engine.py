@@ -82,15 +82,16 @@ def expand_tensor(
 ) -> torch.Tensor:
     """One source tensor -> its target tensor.
 
-    Arithmetic is in ``compute_dtype`` (default: float64 for float64 sources, else
-    float32) and the result is cast once to ``out_dtype`` (default: the source's).
+    Arithmetic is in ``compute_dtype`` (default: float32 for 16-bit outputs, float64
+    for 32- and 64-bit ones, so the split remainders are exact) and the result is cast
+    once to ``out_dtype`` (default: the source's).
     """
     check_shape(plan, spec, target_name, tuple(tensor.shape))
     out_dtype = out_dtype or tensor.dtype
     if is_new and spec.branch_out:
         return torch.zeros(target_shape(plan, spec, tensor.shape), dtype=out_dtype)
     if compute_dtype is None:
-        compute_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        compute_dtype = torch.float32 if out_dtype.itemsize <= 2 else torch.float64
     axes = _effective_axes(plan, spec)
     gen = _generator(plan.seed, _seed_name(plan, target_name))
     # round the source to the output dtype first: the splits are then exact in it
@@ -125,6 +126,8 @@ def _per_segment(
     """Apply ``fn(t, axis, map)`` to each segment of a fused axis and concatenate."""
     names = (space,) if isinstance(space, str) else space
     maps = [plan.maps[n] for n in names]
+    if len(maps) == 1:
+        return fn(t, axis, maps[0])
     sizes = [m.src_units * m.unit_size for m in maps]
     parts = t.split(sizes, dim=axis)
     return torch.cat([fn(p, axis, m) for p, m in zip(parts, maps, strict=True)], dim=axis)

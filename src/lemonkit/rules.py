@@ -33,6 +33,8 @@ METHODS = ("lemon", "net2net")
 
 def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     """Grow a producer axis: gather copies, fill extra units per ``space.fill``."""
+    if space.is_identity:
+        return t
     src = space.channel_sources()
     out = t.index_select(axis, src.clamp(min=0))
     extra = (src < 0).nonzero().flatten()
@@ -59,44 +61,99 @@ def expand_in(
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
-    With ``lemon`` the copies of a column sum to it exactly once stored in ``storage``
-    (default: the dtype of ``t``): every copy but the last is rounded to the grid of the
-    source element's last bit in that dtype, and the last copy is the remainder, which
-    then lies on the same grid and needs no rounding. So a zero- or copy-expanded input
-    gives the same output, even in bfloat16. ``net2net`` copies are all W/n, identical.
+    ``lemon``: copy j of a column gets ``(1 + d) / c`` of it, d ~ U(-1/2, 1/2) per
+    element, c copies; every copy but the last is rounded onto the grid of the source
+    element's last bit in ``storage`` (default: the dtype of ``t``) and the last copy is
+    the exact remainder, which lies on the same grid. So the copies sum to the column
+    exactly once stored, even in bfloat16. ``net2net``: every copy is W/c (identical;
+    exact sums when c is a power of 2). Extra columns get N(0, std(W)^2): they only ever
+    multiply zeros.
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if space.is_identity:
+        return t
     src = space.channel_sources()
-    valid = (src >= 0).nonzero().flatten()
+    rank, count = copy_ranks(src)
+    out = t.index_select(axis, src.clamp(min=0))
+    shared = (count > 1).nonzero().flatten()
+    if len(shared) and method == "net2net":
+        scale = _along(axis, out.dim(), 1.0 / count[shared].to(t.dtype))
+        out.index_copy_(axis, shared, out.index_select(axis, shared) * scale)
+    elif len(shared):
+        nonlast = ((rank < count - 1) & (count > 1)).nonzero().flatten()
+        last = ((rank == count - 1) & (count > 1)).nonzero().flatten()
+        whole = out.index_select(axis, nonlast)
+        frac = torch.rand(whole.shape, generator=gen, dtype=t.dtype).add_(0.5)
+        frac.div_(_along(axis, out.dim(), count[nonlast].to(t.dtype)))
+        parts = snap_to_grid(whole.mul_(frac), out.index_select(axis, nonlast), storage or t.dtype)
+        out.index_copy_(axis, nonlast, parts)
+        taken = torch.zeros_like(t).index_add_(axis, src[nonlast], parts)
+        rest = t.index_select(axis, src[last]) - taken.index_select(axis, src[last])
+        out.index_copy_(axis, last, rest)
     extra = (src < 0).nonzero().flatten()
-    last = _last_copy(src, t.shape[axis])
-    copies = t.index_select(axis, src.clamp(min=0))
-    share = _split_shares(copies.shape, axis, src, method, gen, t.dtype)
-    if method == "net2net":  # identical copies W/n (exact sums when n is a power of 2)
-        out = copies * share
-    else:
-        out = snap_to_grid(copies * share, copies, storage or t.dtype)
-        out.index_fill_(axis, last, 0.0)
-        others = torch.zeros_like(t).index_add_(axis, src[valid], out.index_select(axis, valid))
-        out.index_copy_(axis, last, t - others)
     if len(extra):
         shape = list(out.shape)
         shape[axis] = len(extra)
-        scale = float(t.std()) if t.numel() > 1 and float(t.std()) > 0 else 0.02
-        free = torch.randn(shape, generator=gen, dtype=t.dtype) * scale
+        std = float(t.std()) if t.numel() > 1 else 0.0
+        free = torch.randn(shape, generator=gen, dtype=t.dtype) * (std if std > 0 else 0.02)
         out.index_copy_(axis, extra, free)
     return out
+
+
+def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each target channel: which copy of its source it is (0, 1, ...) and how many
+    copies its source has. Extras (-1) get rank 0, count 1.
+
+    >>> [r.tolist() for r in copy_ranks(torch.tensor([0, 1, 0, -1]))]
+    [[0, 0, 1, 0], [2, 1, 2, 1]]
+    """
+    valid = src >= 0
+    n_src = int(src.max()) + 1 if valid.any() else 0
+    order = torch.argsort(torch.where(valid, src, n_src), stable=True)
+    sorted_src = torch.where(valid, src, n_src)[order]
+    starts = torch.searchsorted(sorted_src, sorted_src, right=False)
+    rank = torch.empty_like(src)
+    rank[order] = torch.arange(len(src)) - starts
+    counts = torch.bincount(src[valid], minlength=n_src)
+    count = torch.where(valid, counts[src.clamp(min=0)], torch.ones_like(src))
+    return torch.where(valid, rank, torch.zeros_like(src)), count
 
 
 def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``.
 
+    Uses the add-and-subtract rounding trick with c = 1.5 * 2^e * 2^(P - p), where 2^e is
+    the power of two of ``reference``, P and p the significand bits of the compute dtype
+    and of ``dtype``. Exact for |values| < 2^(e+1); zero and subnormal references are left
+    alone.
+
     >>> snap_to_grid(torch.tensor([0.3]), torch.tensor([1.0]), torch.bfloat16).item()
     0.296875
     """
-    bits = 1 - round(math.log2(torch.finfo(dtype).eps))  # significand bits, e.g. 8 for bf16
-    _, exponent = torch.frexp(reference)
-    ulp = torch.ldexp(torch.ones_like(reference), exponent - bits)
-    return torch.round(values / ulp) * ulp
+    bits, mask, int_type = _FLOAT_BITS[values.dtype]
+    shift = bits - min(bits, _significand_bits(dtype))
+    power_of_two = (reference.view(int_type) & mask).view(values.dtype)
+    c = power_of_two * (1.5 * 2.0**shift)
+    return (values + c) - c
+
+
+_FLOAT_BITS = {
+    torch.float32: (24, 0x7F800000, torch.int32),
+    torch.float64: (53, 0x7FF0000000000000, torch.int64),
+}
+
+
+def _significand_bits(dtype: torch.dtype) -> int:
+    """Bits of the significand, the implicit one included (8 for bf16, 24 for float32)."""
+    return 1 - round(math.log2(torch.finfo(dtype).eps))
+
+
+def _along(axis: int, ndim: int, values: torch.Tensor) -> torch.Tensor:
+    """``values`` shaped to broadcast along ``axis`` of an ``ndim`` tensor."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.view(shape)
 
 
 def expand_gamma(
@@ -126,40 +183,3 @@ def _as_zero_fill(space: SpaceMap, fill: str = "zero") -> SpaceMap:
     return SpaceMap(
         space.name, space.src_units, space.tgt_units, space.sources, fill, space.unit_size
     )
-
-
-def _split_shares(
-    shape: torch.Size,
-    axis: int,
-    src: torch.Tensor,
-    method: str,
-    gen: torch.Generator,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Per-element fractions that sum to 1 over the copies of each source channel."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    n_src = int(src.max()) + 1 if (src >= 0).any() else 0
-    idx = src.clamp(min=0)
-    if method == "net2net":
-        counts = torch.bincount(src[src >= 0], minlength=n_src).to(dtype)
-        share = (1.0 / counts)[idx]
-        view = [1] * len(shape)
-        view[axis] = -1
-        return share.view(view).expand(shape)
-    # LEMON: random positive weights, normalised within each copy group
-    weights = torch.rand(shape, generator=gen, dtype=dtype) + 0.5
-    weights.index_fill_(axis, (src < 0).nonzero().flatten(), 0.0)  # extras copy nothing
-    sums_shape = list(shape)
-    sums_shape[axis] = n_src
-    sums = torch.zeros(sums_shape, dtype=dtype).index_add_(axis, idx, weights)
-    return weights / sums.index_select(axis, idx).clamp(min=1e-300)
-
-
-def _last_copy(src: torch.Tensor, n_src: int) -> torch.Tensor:
-    """For each source channel, the index of its last copy in the target."""
-    last = torch.full((n_src,), -1, dtype=torch.long)
-    for j, s in enumerate(src.tolist()):
-        if s >= 0:
-            last[s] = j
-    return last

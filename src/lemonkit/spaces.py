@@ -53,7 +53,8 @@ class SpaceMap:
 
     @property
     def is_identity(self) -> bool:
-        return self.src_units == self.tgt_units
+        """Every unit maps to itself (a same-size map may still permute heads)."""
+        return self.sources == tuple(range(self.src_units))
 
     def channel_sources(self) -> torch.Tensor:
         """Per-channel source index (``-1`` for extras), length ``tgt_units * unit_size``.

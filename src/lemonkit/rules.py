@@ -36,7 +36,7 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     if space.is_identity:
         return t
     src = space.channel_sources()
-    out = t.index_select(axis, src.clamp(min=0))
+    out = gather(t, axis, src)
     extra = (src < 0).nonzero().flatten()
     if len(extra):
         if space.fill == "avg":
@@ -75,7 +75,7 @@ def expand_in(
         return t
     src = space.channel_sources()
     rank, count = copy_ranks(src)
-    out = t.index_select(axis, src.clamp(min=0))
+    out = gather(t, axis, src)
     shared = (count > 1).nonzero().flatten()
     if len(shared) and method == "net2net":
         scale = _along(axis, out.dim(), 1.0 / count[shared].to(t.dtype))
@@ -99,6 +99,31 @@ def expand_in(
         free = torch.randn(shape, generator=gen, dtype=t.dtype) * (std if std > 0 else 0.02)
         out.index_copy_(axis, extra, free)
     return out
+
+
+def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
+    """``t.index_select(axis, src)`` with zeros for extras (-1), done as a concatenation
+    of contiguous runs: copies are long runs, and this is about twice as fast.
+
+    >>> gather(torch.arange(4), 0, torch.tensor([0, 1, 2, 3, 0, 1, -1])).tolist()
+    [0, 1, 2, 3, 0, 1, 0]
+    """
+    src = src.tolist()
+    pieces, start = [], 0
+    for j in range(1, len(src) + 1):
+        same_run = j < len(src) and (
+            (src[j] < 0 and src[j - 1] < 0) or (src[j - 1] >= 0 and src[j] == src[j - 1] + 1)
+        )
+        if not same_run:
+            n = j - start
+            if src[start] < 0:
+                shape = list(t.shape)
+                shape[axis] = n
+                pieces.append(t.new_zeros(shape))
+            else:
+                pieces.append(t.narrow(axis, src[start], n))
+            start = j
+    return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()
 
 
 def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,7 +153,7 @@ def test_missing_source_and_config(tmp_path):
 
 def test_failure_midway_leaves_nothing(src, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = lemonkit.folder.expand_tensor
+    real = lemonkit.folder.iter_expand_tensor
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -161,7 +161,7 @@ def test_failure_midway_leaves_nothing(src, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as Ctrl-C would
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lemonkit.folder, "expand_tensor", flaky)
+    monkeypatch.setattr(lemonkit.folder, "iter_expand_tensor", flaky)
     out = tmp_path / "out"
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 130
     assert not out.exists()
@@ -184,11 +184,11 @@ def test_failed_force_keeps_the_old_output(src, tmp_path, monkeypatch):
 SLOW_CLI = """
 import sys, time
 import lemonkit.folder
-real = lemonkit.folder.expand_tensor
+real = lemonkit.folder.iter_expand_tensor
 def slow(*a, **k):
     time.sleep(0.2)
     return real(*a, **k)
-lemonkit.folder.expand_tensor = slow
+lemonkit.folder.iter_expand_tensor = slow
 from lemonkit.cli import main
 sys.exit(main(sys.argv[1:]))
 """

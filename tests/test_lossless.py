@@ -148,3 +148,15 @@ def test_bfloat16_indivisible_error_is_one_rounding_of_the_norm_scale():
     small = build("llama", dtype=torch.bfloat16)
     report = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96))
     assert 1e-5 < report.rel_error_fp64 < 1e-2
+
+
+@pytest.mark.parametrize("arch", list(BUILDERS))
+def test_tiny_chunks_stay_lossless(arch, monkeypatch):
+    """Big tensors are expanded in row chunks; force many chunks and many boundaries."""
+    import lemonkit.engine
+
+    monkeypatch.setattr(lemonkit.engine, "CHUNK_ELEMENTS", 50)
+    small = build(arch)
+    width = 128 if arch == "roberta-prelayernorm" else 96
+    big = lemonkit.expand(small, hidden_size=width, num_layers=3)
+    assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -70,6 +71,9 @@ def iter_expanded(
         )
 
 
+CHUNK_ELEMENTS = 1 << 21  # target elements per chunk (8 MB in float32)
+
+
 def expand_tensor(
     plan: ExpansionPlan,
     target_name: str,
@@ -80,32 +84,116 @@ def expand_tensor(
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """One source tensor -> its target tensor.
+    """One source tensor -> its target tensor (see :func:`iter_expand_tensor`)."""
+    chunks = list(
+        iter_expand_tensor(
+            plan,
+            target_name,
+            spec,
+            tensor,
+            is_new,
+            compute_dtype=compute_dtype,
+            out_dtype=out_dtype,
+        )
+    )
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
+
+def iter_expand_tensor(
+    plan: ExpansionPlan,
+    target_name: str,
+    spec: Tensor,
+    tensor: torch.Tensor,
+    is_new: bool,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield one source tensor's target in chunks of rows (axis 0), in order.
+
+    Memory stays near one chunk (``CHUNK_ELEMENTS``) beyond the source tensor. Rows are
+    independent: a target row copies a source row (or is an extra stream row: the mean
+    row for an average-filled stream, zeros otherwise) and then gets its own consumer
+    splits, seeded by the tensor name and the chunk's first row. The mean row works
+    because any split of it still computes mean(W) x* = mean(W x).
 
     Arithmetic is in ``compute_dtype`` (default: float32 for 16-bit outputs, float64
-    for 32- and 64-bit ones, so the split remainders are exact) and the result is cast
-    once to ``out_dtype`` (default: the source's).
+    for 32- and 64-bit ones, so split remainders are exact) and each chunk is cast once
+    to ``out_dtype`` (default: the source's).
     """
     check_shape(plan, spec, target_name, tuple(tensor.shape))
     out_dtype = out_dtype or tensor.dtype
-    if is_new and spec.branch_out:
-        return torch.zeros(target_shape(plan, spec, tensor.shape), dtype=out_dtype)
-    if compute_dtype is None:
-        compute_dtype = torch.float32 if out_dtype.itemsize <= 2 else torch.float64
+    compute = compute_dtype or (torch.float32 if out_dtype.itemsize <= 2 else torch.float64)
+    shape = target_shape(plan, spec, tensor.shape)
     axes = _effective_axes(plan, spec)
-    gen = _generator(plan.seed, _seed_name(plan, target_name))
-    # round the source to the output dtype first: the splits are then exact in it
-    t = tensor.detach().to(out_dtype).to(compute_dtype)
-    # consumers first, so a producer's average row is the average of the grown rows
+    seed_name = _seed_name(plan, target_name)
+    source = tensor.detach().to(out_dtype)  # rounded to the output dtype: splits exact in it
+    if is_new and spec.branch_out:
+        yield torch.zeros(shape, dtype=out_dtype)
+        return
+    if source.dim() < 2 or not (axes[0] is None or isinstance(axes[0], Out)):
+        gen = _generator(plan.seed, seed_name)
+        yield _expand_block(plan, spec, axes, source.to(compute), gen, out_dtype, from_axis=0)
+        return
+    rows, fill = _row_sources(plan, axes[0], source.shape[0])
+    per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(shape[1:])))
+    mean_row = None
+    for start, src, n in _row_runs(rows, per_chunk):
+        if src >= 0:
+            block = source.narrow(0, src, n).to(compute)
+        elif fill == "avg":
+            if mean_row is None:
+                mean_row = source.to(compute).mean(0, keepdim=True)
+            block = mean_row.expand(n, *mean_row.shape[1:]).clone()
+        else:
+            block = torch.zeros(n, *source.shape[1:], dtype=compute)
+        gen = _generator(plan.seed, f"{seed_name}@{start}")
+        yield _expand_block(plan, spec, axes, block, gen, out_dtype, from_axis=1)
+
+
+def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: int):
+    """Consumer axes, then producer axes, then norms, for the axes from ``from_axis`` on."""
     for axis, rule in enumerate(axes):
-        if isinstance(rule, In):
+        if axis >= from_axis and isinstance(rule, In):
             t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen, out_dtype))
     for axis, rule in enumerate(axes):
-        if isinstance(rule, Out):
+        if axis >= from_axis and isinstance(rule, Out):
             t = _per_segment(t, axis, rule.space, plan, expand_out)
-    if axes and isinstance(axes[0], Gamma | Beta):
+    if from_axis == 0 and axes and isinstance(axes[0], Gamma | Beta):
         t = _expand_norm(plan, spec, axes[0], t, gen)
     return t.to(out_dtype).contiguous()
+
+
+def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:
+    """Source row of each target row (-1: extra stream row) and the extras' fill."""
+    if rule is None:
+        return torch.arange(n_rows), "copy"
+    names = (rule.space,) if isinstance(rule.space, str) else rule.space
+    parts, offset, fill = [], 0, "copy"
+    for m in (plan.maps[n] for n in names):
+        src = m.channel_sources()
+        parts.append(torch.where(src >= 0, src + offset, src))
+        offset += m.src_units * m.unit_size
+        fill = m.fill if (src < 0).any() else fill
+    return torch.cat(parts), fill
+
+
+def _row_runs(rows: torch.Tensor, limit: int) -> Iterator[tuple[int, int, int]]:
+    """(target start, source start or -1, length): runs of consecutive rows, <= limit."""
+    rows = rows.tolist()
+    start = 0
+    for j in range(1, len(rows) + 1):
+        same = (
+            j < len(rows)
+            and j - start < limit
+            and (
+                (rows[j] < 0 and rows[j - 1] < 0)
+                or (rows[j - 1] >= 0 and rows[j] == rows[j - 1] + 1)
+            )
+        )
+        if not same:
+            yield start, rows[start], j - start
+            start = j
 
 
 def _consumer(method: str, gen: torch.Generator, storage: torch.dtype):

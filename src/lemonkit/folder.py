@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from lemonkit.architectures import model_class
 from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
-from lemonkit.engine import check_names, check_shape, expand_tensor, target_shape
+from lemonkit.engine import check_names, check_shape, iter_expand_tensor, target_shape
 from lemonkit.errors import CheckpointError, LemonkitError
 from lemonkit.plan import ExpansionPlan, make_plan, target_entries
 from lemonkit.verify import VerifyReport, verify
@@ -90,7 +90,9 @@ def expand_folder(
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         tensors = (
-            expand_tensor(plan, t, spec, ckpt[s], new, compute_dtype=compute_dtype, out_dtype=dtype)
+            iter_expand_tensor(
+                plan, t, spec, ckpt[s], new, compute_dtype=compute_dtype, out_dtype=dtype
+            )
             for t, s, spec, new, _ in layout
         )
         total = sum(nbytes(e) for e in entries)

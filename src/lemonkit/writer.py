@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -82,18 +82,27 @@ def shard_names(n: int) -> list[str]:
 def write_shards(
     folder: Path,
     shards: list[list[Entry]],
-    tensors: Iterator[torch.Tensor],
+    tensors: Iterator[torch.Tensor | Iterable[torch.Tensor]],
     on_tensor: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Write the planned shards, consuming ``tensors`` in the planned order."""
+    """Write the planned shards, consuming ``tensors`` in the planned order.
+
+    Each item is a tensor or an iterable of its chunks along axis 0 (written as they
+    come, so a tensor never needs to be whole in memory).
+    """
     names = shard_names(len(shards))
     for file, entries in zip(names, shards, strict=True):
         with open(folder / file, "wb") as f:
             f.write(_header(entries))
             for entry in entries:
-                tensor = next(tensors)
-                _check(entry, tensor)
-                f.write(memoryview(tensor.contiguous().view(torch.uint8).numpy()))
+                item = next(tensors)
+                written = 0
+                for chunk in [item] if isinstance(item, torch.Tensor) else item:
+                    _check_chunk(entry, chunk)
+                    f.write(memoryview(chunk.contiguous().view(torch.uint8).numpy()))
+                    written += chunk.numel() * chunk.element_size()
+                if written != nbytes(entry):
+                    raise AssertionError(f"{entry[0]}: wrote {written} bytes of {nbytes(entry)}")
                 if on_tensor:
                     on_tensor(nbytes(entry))
     if len(shards) > 1:
@@ -120,9 +129,10 @@ def _header(entries: list[Entry]) -> bytes:
     return len(raw).to_bytes(8, "little") + raw
 
 
-def _check(entry: Entry, tensor: torch.Tensor) -> None:
+def _check_chunk(entry: Entry, chunk: torch.Tensor) -> None:
     name, dtype, shape = entry
-    if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+    if chunk.dtype != dtype or tuple(chunk.shape[1:]) != tuple(shape[1:]):
         raise AssertionError(
-            f"{name}: planned {dtype} {tuple(shape)}, got {tensor.dtype} {tuple(tensor.shape)}"
+            f"{name}: planned {dtype} {tuple(shape)}, "
+            f"got a chunk {chunk.dtype} {tuple(chunk.shape)}"
         )

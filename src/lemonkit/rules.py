@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -61,44 +62,74 @@ def expand_in(
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
-    ``lemon``: copy j of a column gets ``(1 + d) / c`` of it, d ~ U(-1/2, 1/2) per
-    element, c copies; every copy but the last is rounded onto the grid of the source
-    element's last bit in ``storage`` (default: the dtype of ``t``) and the last copy is
-    the exact remainder, which lies on the same grid. So the copies sum to the column
-    exactly once stored, even in bfloat16. ``net2net``: every copy is W/c (identical;
-    exact sums when c is a power of 2). Extra columns get N(0, std(W)^2): they only ever
-    multiply zeros.
+    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-0.7,
+    0.7) per element of the other axes, e.g. per row of a weight, v_j ~ U(-0.7, 0.7) per
+    target channel, so every element's fraction differs and lies in (0.5/c, 1.5/c)).
+    Every copy but the last is rounded onto the grid of the source element's last bit in
+    ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
+    which lies on the same grid: the copies sum to the column exactly once stored, even
+    in bfloat16. ``net2net``: every copy is W/c (identical; exact sums when c is a power
+    of 2). Extra columns get N(0, std(W)^2): they only ever multiply zeros.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if space.is_identity:
         return t
-    src = space.channel_sources()
-    rank, count = copy_ranks(src)
-    out = gather(t, axis, src)
-    shared = (count > 1).nonzero().flatten()
-    if len(shared) and method == "net2net":
-        scale = _along(axis, out.dim(), 1.0 / count[shared].to(t.dtype))
-        out.index_copy_(axis, shared, out.index_select(axis, shared) * scale)
-    elif len(shared):
-        nonlast = ((rank < count - 1) & (count > 1)).nonzero().flatten()
-        last = ((rank == count - 1) & (count > 1)).nonzero().flatten()
-        whole = out.index_select(axis, nonlast)
-        frac = torch.rand(whole.shape, generator=gen, dtype=t.dtype).add_(0.5)
-        frac.div_(_along(axis, out.dim(), count[nonlast].to(t.dtype)))
-        parts = snap_to_grid(whole.mul_(frac), out.index_select(axis, nonlast), storage or t.dtype)
-        out.index_copy_(axis, nonlast, parts)
-        taken = torch.zeros_like(t).index_add_(axis, src[nonlast], parts)
-        rest = t.index_select(axis, src[last]) - taken.index_select(axis, src[last])
-        out.index_copy_(axis, last, rest)
-    extra = (src < 0).nonzero().flatten()
-    if len(extra):
-        shape = list(out.shape)
-        shape[axis] = len(extra)
-        std = float(t.std()) if t.numel() > 1 else 0.0
-        free = torch.randn(shape, generator=gen, dtype=t.dtype) * (std if std > 0 else 0.02)
-        out.index_copy_(axis, extra, free)
+    out = gather(t, axis, space.channel_sources())
+    runs = split_runs(space)
+    taken = None
+    u_shape = list(t.shape)
+    u_shape[axis] = 1
+    u = None
+    for start, first, n, rank, count in runs:
+        part = out.narrow(axis, start, n)
+        if first < 0:
+            shape = list(t.shape)
+            shape[axis] = n
+            std = float(t.std()) if t.numel() > 1 else 0.0
+            part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
+        elif count == 1:
+            continue
+        elif method == "net2net":
+            part.mul_(1.0 / count)
+        elif rank < count - 1:
+            if u is None:
+                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+                taken = torch.zeros_like(t)
+            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            share = (u * v).add_(1.0).div_(count)
+            piece = snap_to_grid(part * share, part, storage or t.dtype)
+            part.copy_(piece)
+            taken.narrow(axis, first, n).add_(piece)
+        else:
+            part.copy_(t.narrow(axis, first, n) - taken.narrow(axis, first, n))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def split_runs(space: SpaceMap) -> list[tuple[int, int, int, int, int]]:
+    """(target start, source start or -1, length, copy rank, copy count) for maximal runs
+    of target channels with consecutive sources and the same rank and count, ordered by
+    rank (so every non-last copy comes before the last one).
+
+    >>> split_runs(SpaceMap("x", 3, 4, (0, 1, 2, -1), fill="zero"))
+    [(0, 0, 3, 0, 1), (3, -1, 1, 0, 1)]
+    """
+    src = space.channel_sources()
+    rank, count = (x.tolist() for x in copy_ranks(src))
+    src = src.tolist()
+    runs, start = [], 0
+    for j in range(1, len(src) + 1):
+        same = (
+            j < len(src)
+            and rank[j] == rank[j - 1]
+            and count[j] == count[j - 1]
+            and ((src[j] < 0 and src[j - 1] < 0) or (src[j - 1] >= 0 and src[j] == src[j - 1] + 1))
+        )
+        if not same:
+            runs.append((start, src[start], j - start, rank[start], count[start]))
+            start = j
+    return sorted(runs, key=lambda r: r[3])
 
 
 def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
@@ -108,22 +139,29 @@ def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
     >>> gather(torch.arange(4), 0, torch.tensor([0, 1, 2, 3, 0, 1, -1])).tolist()
     [0, 1, 2, 3, 0, 1, 0]
     """
-    src = src.tolist()
-    pieces, start = [], 0
+    pieces = []
+    for first, n in _runs(tuple(src.tolist())):
+        if first < 0:
+            shape = list(t.shape)
+            shape[axis] = n
+            pieces.append(t.new_zeros(shape))
+        else:
+            pieces.append(t.narrow(axis, first, n))
+    return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()
+
+
+@functools.lru_cache(maxsize=256)
+def _runs(src: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(source start or -1, length) of maximal runs of consecutive sources (or extras)."""
+    runs, start = [], 0
     for j in range(1, len(src) + 1):
-        same_run = j < len(src) and (
+        same = j < len(src) and (
             (src[j] < 0 and src[j - 1] < 0) or (src[j - 1] >= 0 and src[j] == src[j - 1] + 1)
         )
-        if not same_run:
-            n = j - start
-            if src[start] < 0:
-                shape = list(t.shape)
-                shape[axis] = n
-                pieces.append(t.new_zeros(shape))
-            else:
-                pieces.append(t.narrow(axis, src[start], n))
+        if not same:
+            runs.append((src[start], j - start))
             start = j
-    return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()
+    return runs
 
 
 def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,11 +63,7 @@ class SpaceMap:
         >>> circular_map(2, 3, unit_size=2).channel_sources().tolist()
         [0, 1, 2, 3, 0, 1]
         """
-        src = torch.tensor(self.sources, dtype=torch.long)
-        offs = torch.arange(self.unit_size)
-        chan = src[:, None] * self.unit_size + offs[None, :]
-        chan[src < 0] = -1
-        return chan.reshape(-1)
+        return _channel_sources(self.sources, self.unit_size).clone()
 
     def to_json(self) -> dict:
         return {
@@ -76,6 +73,14 @@ class SpaceMap:
             "fill": self.fill,
             "sources": list(self.sources),
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_sources(sources: tuple[int, ...], unit_size: int) -> torch.Tensor:
+    src = torch.tensor(sources, dtype=torch.long)
+    chan = src[:, None] * unit_size + torch.arange(unit_size)[None, :]
+    chan[src < 0] = -1
+    return chan.reshape(-1)
 
 
 def stream_map(src: int, tgt: int, fill: Fill, name: str = HIDDEN) -> SpaceMap:

@@ -18,7 +18,9 @@ Example:
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -92,14 +94,14 @@ def write_shards(
     """
     names = shard_names(len(shards))
     for file, entries in zip(names, shards, strict=True):
-        with open(folder / file, "wb") as f:
-            f.write(_header(entries))
+        with open(folder / file, "wb") as f, BackgroundWriter(f) as out:
+            out.write(_header(entries))
             for entry in entries:
                 item = next(tensors)
                 written = 0
                 for chunk in [item] if isinstance(item, torch.Tensor) else item:
                     _check_chunk(entry, chunk)
-                    f.write(memoryview(chunk.contiguous().view(torch.uint8).numpy()))
+                    out.write(chunk.contiguous().view(torch.uint8).numpy())
                     written += chunk.numel() * chunk.element_size()
                 if written != nbytes(entry):
                     raise AssertionError(f"{entry[0]}: wrote {written} bytes of {nbytes(entry)}")
@@ -111,6 +113,40 @@ def write_shards(
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (folder / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
     return names
+
+
+class BackgroundWriter:
+    """Writes buffers to a file from a thread, so computing the next chunk overlaps the
+    write of the previous one; at most ``depth`` buffers wait (bounded memory)."""
+
+    def __init__(self, f, depth: int = 4):
+        self._f = f
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def write(self, buffer) -> None:
+        if self._error:
+            raise self._error
+        self._queue.put(buffer)
+
+    def _run(self) -> None:
+        while (buffer := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._f.write(memoryview(buffer))
+                except BaseException as e:  # reported to the producer
+                    self._error = e
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error and exc[0] is None:
+            raise self._error
 
 
 def _header(entries: list[Entry]) -> bytes:

@@ -196,9 +196,9 @@ def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dty
     """
     bits, mask, int_type = _FLOAT_BITS[values.dtype]
     shift = bits - min(bits, _significand_bits(dtype))
-    power_of_two = (reference.view(int_type) & mask).view(values.dtype)
-    c = power_of_two * (1.5 * 2.0**shift)
-    return (values + c) - c
+    c = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
+    c.mul_(1.5 * 2.0**shift)
+    return values.add(c).sub_(c)
 
 
 _FLOAT_BITS = {

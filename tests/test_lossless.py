@@ -160,3 +160,31 @@ def test_tiny_chunks_stay_lossless(arch, monkeypatch):
     width = 128 if arch == "roberta-prelayernorm" else 96
     big = lemonkit.expand(small, hidden_size=width, num_layers=3)
     assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12
+
+
+BASE_MODELS = {
+    "gpt2": "GPT2Model",
+    "llama": "LlamaModel",
+    "mistral": "MistralModel",
+    "qwen2": "Qwen2Model",
+    "vit": "ViTModel",
+    "roberta-prelayernorm": "RobertaPreLayerNormModel",
+}
+
+
+@pytest.mark.parametrize("arch", list(BASE_MODELS))
+def test_headless_base_models(arch, tmp_path):
+    """*Model classes (no head, no prefix): last hidden state's source channels match."""
+    import transformers
+
+    from lemonkit.folder import expand_folder, verify_folders
+
+    torch.manual_seed(0)
+    cls = getattr(transformers, BASE_MODELS[arch])
+    small = cls(build(arch).config).to(torch.float64).eval()
+    big = lemonkit.expand(small, hidden_size=128, num_layers=3)
+    assert type(big) is cls
+    assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12
+    small.save_pretrained(tmp_path / "src")  # and from a folder, detected by its names
+    expand_folder(tmp_path / "src", tmp_path / "out", hidden_size=128, progress=False)
+    assert verify_folders(tmp_path / "src", tmp_path / "out").rel_error_fp64 <= 1e-12

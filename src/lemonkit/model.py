@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from lemonkit.architectures import table_for as lemonkit_table
 from lemonkit.engine import expand_state_dict
 from lemonkit.plan import ExpansionPlan
 
@@ -37,9 +38,11 @@ def expand(
     Sizes left out keep the source's value (heads follow the hidden size, head_dim
     kept). ``method="net2net"`` uses equal splits (no symmetry breaking).
     """
+    table = lemonkit_table(model.config.model_type)
     state, plan = expand_state_dict(
         model.state_dict(),
         model.config,
+        base_model=type(model).__name__ in table.base_classes,
         compute_dtype=torch.float64,
         hidden_size=hidden_size,
         num_layers=num_layers,

@@ -117,15 +117,23 @@ def make_plan(
     seed: int = 0,
     method: str = "lemon",
     allow_lossy: bool = False,
+    base_model: bool | None = None,
 ) -> ExpansionPlan:
     """Resolve the target sizes (left-out ones keep the source's) and build the maps.
 
     Heads follow the hidden size with head_dim kept; KV heads keep the source's group
     size when it divides the new head count, else the source's KV head count.
+    ``base_model``: the checkpoint is a headless model (``LlamaModel``, ``BertModel``...);
+    None decides from ``config.architectures``.
     """
     if method not in METHODS:
         raise ImpossibleExpansionError(f"method must be one of {METHODS}, got {method!r}")
     table = table_for(config.model_type)
+    if base_model is None:
+        archs = getattr(config, "architectures", None) or []
+        base_model = bool(archs) and archs[0] in table.base_classes
+    if base_model:
+        table = table.base_model()
     src = source_sizes(config, table)
     tgt = _target_sizes(
         table, src, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size

@@ -69,6 +69,10 @@ class Tensor:
     ``stream_norm``: a norm whose *output* is the residual stream (an embedding
     LayerNorm): its extra outputs cannot equal the stream's average (NOTES.md section 10).
     ``optional``: may be absent from a checkpoint (a tied head that is not saved).
+    ``post_ln``: Post-LN depth by "moving the affine" (NOTES.md 6): ``"inner"`` marks a
+    block's norm after attention (identity in new blocks), ``"out"`` its output norm
+    (identity when a new block follows; a new block ending a run of new blocks takes the
+    output norm of the original block before it).
     """
 
     name: str
@@ -77,6 +81,7 @@ class Tensor:
     tied_head_norm: bool = False
     stream_norm: bool = False
     optional: bool = False
+    post_ln: str | None = None
 
     @property
     def per_layer(self) -> bool:
@@ -110,12 +115,36 @@ class ArchTable:
     config: ConfigFields
     norm: str  # "layernorm" (avg-filled stream) or "rmsnorm" (zero-filled stream)
     tensors: tuple[Tensor, ...]
-    task: str  # "causal_lm", "masked_lm" or "image_classification": how verify feeds it
+    task: str  # "causal_lm", "masked_lm", "image_classification" or "base" (no head)
+    base_prefix: str = ""  # prefix of the base model's tensors in the head model
+    base_classes: tuple[str, ...] = ()  # classes whose checkpoints lack base_prefix
     tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
     indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
+    inputs: str = "tokens"  # what verify feeds the model: "tokens" or "pixels"
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
     # (name on disk, name in the table) where checkpoints use other names than the modules
     aliases: tuple[tuple[str, str], ...] = ()
+
+    def base_model(self) -> ArchTable:
+        """The table of the headless model: prefix stripped, head tensors dropped."""
+        p = self.base_prefix
+        strip = lambda names: tuple(n[len(p) :] for n in names if n.startswith(p))  # noqa: E731
+        return replace(
+            self,
+            tensors=tuple(
+                replace(t, name=t.name[len(p) :]) for t in self.tensors if t.name.startswith(p)
+            ),
+            aliases=tuple(
+                zip(
+                    strip(a for a, _ in self.aliases),
+                    strip(c for _, c in self.aliases),
+                    strict=True,
+                )
+            ),
+            vocab=strip(self.vocab),
+            tie_embeddings=None,
+            task="base",
+        )
 
     @property
     def stream_fill(self) -> str:

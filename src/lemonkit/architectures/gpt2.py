@@ -16,6 +16,8 @@ GPT2 = ArchTable(
         norm_eps=("layer_norm_epsilon",),
         mlp_default_mult=4,
     ),
+    base_prefix="transformer.",
+    base_classes=("GPT2Model",),
     norm="layernorm",
     task="causal_lm",
     tie_embeddings=("lm_head.weight", "transformer.wte.weight"),

@@ -25,6 +25,8 @@ LLAMA = ArchTable(
         head_dim="head_dim",
         norm_eps=("rms_norm_eps",),
     ),
+    base_prefix="model.",
+    base_classes=("LlamaModel", "MistralModel", "Qwen2Model"),
     norm="rmsnorm",
     task="causal_lm",
     tie_embeddings=("lm_head.weight", "model.embed_tokens.weight"),

@@ -22,6 +22,8 @@ ROBERTA_PRELAYERNORM = ArchTable(
         mlp="intermediate_size",
         norm_eps=("layer_norm_eps",),
     ),
+    base_prefix="roberta_prelayernorm.",
+    base_classes=("RobertaPreLayerNormModel",),
     norm="layernorm",
     task="masked_lm",
     tie_embeddings=("lm_head.decoder.weight", _E + "word_embeddings.weight"),
@@ -51,6 +53,7 @@ ROBERTA_PRELAYERNORM = ArchTable(
         *linear(_L + "intermediate.dense", MLP, HIDDEN),
         *linear(_L + "output.dense", HIDDEN, MLP, branch_out=True),
         *layer_norm(_R + "LayerNorm"),
+        *linear(_R + "pooler.dense", HIDDEN, HIDDEN, optional=True),  # base model only
         *linear("lm_head.dense", HIDDEN, HIDDEN),
         *layer_norm("lm_head.layer_norm", tied_head_norm=True),
         Tensor("lm_head.decoder.weight", (None, In(HIDDEN)), optional=True),

@@ -17,8 +17,11 @@ VIT = ArchTable(
         mlp="intermediate_size",
         norm_eps=("layer_norm_eps",),
     ),
+    base_prefix="vit.",
+    base_classes=("ViTModel",),
     norm="layernorm",
     task="image_classification",
+    inputs="pixels",
     # transformers 5 saves ViT checkpoints under the original (ViT 4.x) names
     aliases=tuple(
         (f"vit.encoder.layer.{{i}}.{old}.{p}", f"{_L}{new}.{p}")
@@ -48,6 +51,9 @@ VIT = ArchTable(
         *linear(_L + "mlp.fc1", MLP, HIDDEN),
         *linear(_L + "mlp.fc2", HIDDEN, MLP, branch_out=True),
         *layer_norm("vit.layernorm"),
+        # ViTModel's pooler: its output size is config.pooler_output_size, kept
+        Tensor("vit.pooler.dense.weight", (None, In(HIDDEN)), optional=True),
+        Tensor("vit.pooler.dense.bias", (None,), optional=True),
         Tensor("classifier.weight", (None, In(HIDDEN))),  # [classes, D]
         Tensor("classifier.bias", (None,)),
     ),

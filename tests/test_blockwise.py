@@ -8,14 +8,14 @@ from safetensors.torch import load_file, save_file
 from lemonkit.blockwise import verify_blockwise, vocab_ids
 from lemonkit.cli import main
 from lemonkit.folder import expand_folder, verify_folders
-from lemonkit.zoo import BUILDERS, build
+from lemonkit.zoo import BUILDERS, build, exact_width
 
 
 @pytest.mark.parametrize("arch", list(BUILDERS))
 def test_blockwise_float64_is_exact(arch, tmp_path):
     src = tmp_path / "small"
     build(arch, dtype=torch.float64, layers=3).save_pretrained(src)
-    width = 128 if arch == "roberta-prelayernorm" else 96
+    width = exact_width(arch)
     out = tmp_path / "big"
     expand_folder(src, out, hidden_size=width, num_layers=5, check=False, progress=False)
     report = verify_blockwise(src, out, vocab_sample=32)

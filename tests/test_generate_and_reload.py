@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from lemonkit.zoo import BUILDERS, build
+from lemonkit.zoo import BUILDERS, build, exact_width
 
 CAUSAL = ["gpt2", "llama", "mistral", "qwen2"]
 
@@ -13,7 +13,7 @@ CAUSAL = ["gpt2", "llama", "mistral", "qwen2"]
 @pytest.mark.parametrize("arch", list(BUILDERS))
 def test_save_and_from_pretrained_keep_outputs(arch, tmp_path):
     small = build(arch, dtype=torch.float32)
-    width = 128 if arch == "roberta-prelayernorm" else 96
+    width = exact_width(arch)
     big = lemonkit.expand(small, hidden_size=width, num_layers=3)
     big.save_pretrained(tmp_path)
     reloaded = type(big).from_pretrained(tmp_path).eval()

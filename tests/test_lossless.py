@@ -9,16 +9,15 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import BUILDERS, build
+from lemonkit.zoo import BUILDERS, any_width_is_exact, build, exact_width
 
 LLAMA_FAMILY = ["llama", "mistral", "qwen2"]
-LAYERNORM_EMBEDDING = ["roberta-prelayernorm"]  # indivisible widths are lossy (NOTES 10)
 
 
 def _cases(arch: str) -> dict[str, dict]:
     mlp = build(arch).config
     src_mlp = getattr(mlp, "intermediate_size", None) or 4 * mlp.n_embd
-    exact_any_width = arch not in LAYERNORM_EMBEDDING
+    exact_any_width = any_width_is_exact(arch)
     cases = {
         "divisible": dict(hidden_size=128),
         "indivisible": dict(hidden_size=96),
@@ -157,7 +156,7 @@ def test_tiny_chunks_stay_lossless(arch, monkeypatch):
 
     monkeypatch.setattr(lemonkit.engine, "CHUNK_ELEMENTS", 50)
     small = build(arch)
-    width = 128 if arch == "roberta-prelayernorm" else 96
+    width = exact_width(arch)
     big = lemonkit.expand(small, hidden_size=width, num_layers=3)
     assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12
 
@@ -169,6 +168,7 @@ BASE_MODELS = {
     "qwen2": "Qwen2Model",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
+    "bert": "BertModel",
 }
 
 

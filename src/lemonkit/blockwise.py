@@ -50,6 +50,7 @@ def verify_blockwise(
     vocab_sample: int = 512,
     seed: int = 0,
     progress: bool = False,
+    tol_fp64: float = 1e-12,
 ) -> VerifyReport:
     """Compare ``src`` and ``out`` block by block; the report holds the worst block."""
     source, target = Checkpoint.open(src), Checkpoint.open(out)
@@ -62,7 +63,7 @@ def verify_blockwise(
         made_from_i = [j for j, s in enumerate(layer_map) if s == i]
         small = slice_model(source, table, [i], ids)
         big = slice_model(target, table, made_from_i, ids)
-        report = verify(small, big, seed=seed + i)
+        report = verify(small, big, seed=seed + i, tol_fp64=tol_fp64)
         blocks.append({"source_layer": i, "target_layers": made_from_i, **report.to_json()})
         del small, big
     worst = max(blocks, key=lambda b: b["rel_error_fp64"])

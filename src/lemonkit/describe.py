@@ -51,12 +51,11 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     ]
     if plan.lossy_reason:
         lines.append(f"LOSSY (allowed): {plan.lossy_reason}")
-    width = max(len(x[0]) for x in layout) if layout else 10
-    for t_name, s_name, spec, is_new, shape in layout:
-        src = "" if s_name == t_name else f" <- {s_name}"
-        lines.append(
-            f"{t_name:<{width}} {str(list(shape)):<16} {rule_text(plan, spec, is_new)}{src}"
-        )
+    width = max(len(e.name) for e, _ in layout) if layout else 10
+    for e, shape in layout:
+        src = "" if e.source == e.name else f" <- {e.source}"
+        rule = "identity norm (Post-LN depth)" if e.identity else rule_text(plan, e.spec, e.is_new)
+        lines.append(f"{e.name:<{width}} {str(list(shape)):<16} {rule}{src}")
     return "\n".join(lines)
 
 

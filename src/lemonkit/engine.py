@@ -56,19 +56,18 @@ def iter_expanded(
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
     check_names(plan.table, list(state_dict), plan.tied, plan.source_sizes["layers"])
-    for t_name, s_name, spec, is_new in target_entries(plan, list(state_dict)):
-        yield (
-            t_name,
-            expand_tensor(
-                plan,
-                t_name,
-                spec,
-                state_dict[s_name],
-                is_new,
-                compute_dtype=compute_dtype,
-                out_dtype=out_dtype,
-            ),
+    for e in target_entries(plan, list(state_dict)):
+        tensor = expand_tensor(
+            plan,
+            e.name,
+            e.spec,
+            state_dict[e.source],
+            e.is_new,
+            identity=e.identity,
+            compute_dtype=compute_dtype,
+            out_dtype=out_dtype,
         )
+        yield e.name, tensor
 
 
 CHUNK_ELEMENTS = 1 << 21  # target elements per chunk (8 MB in float32)
@@ -81,6 +80,7 @@ def expand_tensor(
     tensor: torch.Tensor,
     is_new: bool,
     *,
+    identity: bool = False,
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
@@ -92,6 +92,7 @@ def expand_tensor(
             spec,
             tensor,
             is_new,
+            identity=identity,
             compute_dtype=compute_dtype,
             out_dtype=out_dtype,
         )
@@ -106,6 +107,7 @@ def iter_expand_tensor(
     tensor: torch.Tensor,
     is_new: bool,
     *,
+    identity: bool = False,
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> Iterator[torch.Tensor]:
@@ -130,6 +132,10 @@ def iter_expand_tensor(
     source = tensor.detach().to(out_dtype)  # rounded to the output dtype: splits exact in it
     if is_new and spec.branch_out:
         yield torch.zeros(shape, dtype=out_dtype)
+        return
+    if identity:  # a norm that must pass its (normalised) input through: (1, 0)
+        fill = torch.ones if isinstance(axes[0], Gamma) else torch.zeros
+        yield fill(shape, dtype=out_dtype)
         return
     if source.dim() < 2 or not (axes[0] is None or isinstance(axes[0], Out)):
         gen = _generator(plan.seed, seed_name)

@@ -51,8 +51,8 @@ class FolderResult:
 def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, list]:
     """Open ``src``, make the plan and check every tensor's name and shape (no weights read).
 
-    Returns the checkpoint, the plan and the layout: (target name, source name, table
-    entry, is new block, target shape) per output tensor.
+    Returns the checkpoint, the plan and the layout: (target entry, target shape) per
+    output tensor.
     """
     ckpt = Checkpoint.open(src)
     names = list(ckpt)
@@ -61,12 +61,11 @@ def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, 
     plan = make_plan(ckpt.config, base_model=base, **targets)
     check_names(plan.table, names, plan.tied, plan.source_sizes["layers"])
     layout = []
-    for t_name, s_name, spec, is_new in target_entries(plan, names):
-        if plan.tied and t_name == plan.table.tie_embeddings[0]:
+    for e in target_entries(plan, names):
+        if plan.tied and e.name == plan.table.tie_embeddings[0]:
             continue  # a tied head is not saved, as transformers does
-        check_shape(plan, spec, s_name, ckpt.shape(s_name))
-        shape = tuple(target_shape(plan, spec, ckpt.shape(s_name)))
-        layout.append((t_name, s_name, spec, is_new, shape))
+        check_shape(plan, e.spec, e.source, ckpt.shape(e.source))
+        layout.append((e, tuple(target_shape(plan, e.spec, ckpt.shape(e.source)))))
     return ckpt, plan, layout
 
 
@@ -85,17 +84,25 @@ def expand_folder(
     """Expand the model in folder ``src`` into a new folder ``out`` (atomically)."""
     src, out = Path(src).resolve(), Path(out).resolve()
     _check_paths(src, out, force)
+    _check_sentence_transformers(src)
     ckpt, plan, layout = plan_folder(src, **targets)
-    entries: list[Entry] = [(t, dtype or ckpt.dtype(s), shape) for t, s, _, _, shape in layout]
+    entries: list[Entry] = [(e.name, dtype or ckpt.dtype(e.source), shp) for e, shp in layout]
     _remove_stale_temporaries(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         tensors = (
             iter_expand_tensor(
-                plan, t, spec, ckpt[s], new, compute_dtype=compute_dtype, out_dtype=dtype
+                plan,
+                e.name,
+                e.spec,
+                ckpt[e.source],
+                e.is_new,
+                identity=e.identity,
+                compute_dtype=compute_dtype,
+                out_dtype=dtype,
             )
-            for t, s, spec, new, _ in layout
+            for e, _ in layout
         )
         total = sum(nbytes(e) for e in entries)
         with tqdm(
@@ -104,8 +111,15 @@ def expand_folder(
             files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, bar.update)
         _write_config(plan, tmp, dtype)
         _copy_other_files(src, tmp)
+        _update_pooling_configs(tmp, plan.sizes["hidden"])
         _write_provenance(tmp, src, plan, None, files)
-        report = verify_folders(src, tmp, progress=progress) if check else None
+        report = None
+        if check:
+            report = verify_folders(src, tmp, progress=progress, tol_fp64=plan.expected_error)
+            if not report.ok and not plan.lossy_reason:
+                raise LemonkitError(
+                    "verification failed, nothing was written: " + " ".join(str(report).split())
+                )
         _write_provenance(tmp, src, plan, report, files)
         _publish(tmp, out)
     except BaseException:
@@ -132,6 +146,8 @@ def verify_folders(
     """Compare two folders: whole models with :func:`lemonkit.verify`, or block by block
     (:func:`lemonkit.blockwise.verify_blockwise`) when ``blockwise`` or, if None, when
     the two checkpoints together exceed ``BLOCKWISE_ABOVE_BYTES``."""
+    if "tol_fp64" not in kwargs:
+        kwargs["tol_fp64"] = recorded_tolerance(Path(out))
     if blockwise is None:
         total = Checkpoint.open(src).nbytes + Checkpoint.open(out).nbytes
         blockwise = total > BLOCKWISE_ABOVE_BYTES
@@ -141,6 +157,14 @@ def verify_folders(
         return verify_blockwise(src, out, **kwargs)
     kwargs.pop("progress", None)
     return verify(load_model(src), load_model(out), **kwargs)
+
+
+def recorded_tolerance(out: Path) -> float:
+    """The float64 tolerance recorded by ``lemonkit expand`` (1e-12 if none)."""
+    record = out / PROVENANCE_FILE
+    if record.is_file():
+        return json.loads(record.read_text())["plan"].get("expected_error_fp64", 1e-12)
+    return 1e-12
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:
@@ -173,6 +197,29 @@ def _copy_other_files(src: Path, dst: Path) -> None:
             shutil.copytree(item, dst / item.name)
         else:
             shutil.copy2(item, dst / item.name)
+
+
+def _check_sentence_transformers(src: Path) -> None:
+    """A sentence-transformers folder may only hold modules that need no weights grown."""
+    modules = src / "modules.json"
+    if not modules.is_file():
+        return
+    for module in json.loads(modules.read_text()):
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        if kind not in ("Transformer", "Pooling", "Normalize"):
+            raise LemonkitError(
+                f"sentence-transformers module {kind!r} ({module.get('path')}) has weights "
+                "lemonkit does not expand; only Transformer, Pooling and Normalize are supported"
+            )
+
+
+def _update_pooling_configs(folder: Path, hidden: int) -> None:
+    """sentence-transformers Pooling configs name the embedding width: set the new one."""
+    for config in folder.glob("*/config.json"):
+        data = json.loads(config.read_text())
+        if "word_embedding_dimension" in data:
+            data["word_embedding_dimension"] = hidden
+            config.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _write_provenance(folder, src, plan, report, files) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from lemonkit.architectures import table_for
 from lemonkit.architectures.base import ArchTable, Tensor
@@ -55,6 +55,15 @@ class ExpansionPlan:
     def model_type(self) -> str:
         return self.source_config.model_type
 
+    @property
+    def expected_error(self) -> float:
+        """The float64 error this plan is exact to: 1e-12, or O(eps) for Post-LN depth."""
+        post_ln = any(t.post_ln for t in self.table.tensors) and any(self.new_layers)
+        if not post_ln:
+            return 1e-12
+        eps = max(getattr(self.source_config, n) for n in self.table.config.norm_eps)
+        return max(1e-12, 10 * eps)
+
     def to_json(self) -> dict:
         """A JSON-able record of every choice (for the provenance file)."""
         return {
@@ -70,6 +79,7 @@ class ExpansionPlan:
             "eta": self.maps[HIDDEN].eta,
             "norm_eps_scale": self.maps[HIDDEN].eta ** 2,
             "lossy_reason": self.lossy_reason,
+            "expected_error_fp64": self.expected_error,
             "symmetry_breaking": _symmetry_note(self.method),
             "notes": self.notes,
         }
@@ -247,27 +257,53 @@ def target_config(plan: ExpansionPlan) -> Any:
     return cfg
 
 
-def target_entries(
-    plan: ExpansionPlan, source_names: list[str]
-) -> list[tuple[str, str, Tensor, bool]]:
-    """(target name, source name, table entry, is new block) for every target tensor.
+class TargetEntry(NamedTuple):
+    """One output tensor: its name, the source tensor it comes from, the table entry,
+    whether it belongs to a new block, and whether it is an identity norm (Post-LN
+    depth: NOTES.md 6)."""
 
-    Unknown tensor names raise; the order follows the source, new blocks after their
-    source layer's tensors are listed in target-layer order.
+    name: str
+    source: str
+    spec: Tensor
+    is_new: bool
+    identity: bool = False
+
+
+def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[TargetEntry]:
+    """Every target tensor, non-layer tensors first, then layers in target order.
+
+    Unknown tensor names raise.
     """
     from lemonkit.engine import match_or_raise  # local import: engine imports plan
 
     per_layer: dict[int, list[tuple[str, Tensor]]] = {}
-    entries: list[tuple[str, str, Tensor, bool]] = []
+    entries: list[TargetEntry] = []
     for name in source_names:
         spec, layer = match_or_raise(plan.table, name)
         if layer is None:
-            entries.append((name, name, spec, False))
+            entries.append(TargetEntry(name, name, spec, False))
         else:
             per_layer.setdefault(layer, []).append((name, spec))
-    layered = []
     for t_layer, s_layer in enumerate(plan.layer_map):
         for name, spec in per_layer.get(s_layer, []):
             t_name = spec.name.replace("{i}", str(t_layer))
-            layered.append((t_name, name, spec, plan.new_layers[t_layer]))
-    return entries + layered
+            entries.append(
+                _post_ln(plan, TargetEntry(t_name, name, spec, plan.new_layers[t_layer]), t_layer)
+            )
+    return entries
+
+
+def _post_ln(plan: ExpansionPlan, entry: TargetEntry, t: int) -> TargetEntry:
+    """Post-LN depth by moving the affine (NOTES.md 6): the output norm of a block that a
+    new block follows becomes the identity; the last new block of a run takes the output
+    norm of the original block that starts the run; new blocks' inner norms are identity."""
+    kind = entry.spec.post_ln
+    if kind == "inner":
+        return entry._replace(identity=entry.is_new)
+    if kind != "out":
+        return entry
+    if t + 1 < len(plan.layer_map) and plan.new_layers[t + 1]:
+        return entry._replace(identity=True)
+    start = max(i for i in range(t + 1) if not plan.new_layers[i])
+    source_layer = str(plan.layer_map[start])
+    return entry._replace(source=entry.spec.name.replace("{i}", source_layer))

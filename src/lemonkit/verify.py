@@ -72,8 +72,13 @@ def verify(
     batch_size: int = 2,
     seq_len: int = 16,
     seed: int = 0,
+    tol_fp64: float = TOL_FP64,
 ) -> VerifyReport:
-    """Compare ``small`` and ``big`` on random inputs in float64 and float32."""
+    """Compare ``small`` and ``big`` on random inputs in float64 and float32.
+
+    ``tol_fp64`` loosens the float64 tolerance where the construction is exact only up to
+    O(eps) (Post-LN depth: ``plan.expected_error``).
+    """
     inputs = random_inputs(small.config, batch_size, seq_len, seed)
     ref64 = outputs(as_float64(small), inputs)
     width = ref64.shape[-1]  # headless models: the source's channels of the stream
@@ -85,7 +90,8 @@ def verify(
     stored = next(big.parameters()).dtype
     # weights stored in 16 bits carry one rounding of the irrational norm rescale
     tol32 = max(TOL_FP32, 5 * own32, torch.finfo(stored).eps if stored.itemsize < 4 else 0)
-    tol64 = TOL_FP64 if stored == torch.float64 else tol32
+    tol32 = max(tol32, tol_fp64)
+    tol64 = max(TOL_FP64, tol_fp64) if stored == torch.float64 else tol32
     return VerifyReport(
         ok=bool(err64 <= tol64 and err32 <= tol32),
         rel_error_fp64=err64,

@@ -86,6 +86,19 @@ def roberta_prelayernorm(hidden=64, heads=4, layers=2, mlp=96, **kw):
     return tf.RobertaPreLayerNormForMaskedLM(cfg)
 
 
+def bert(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.BertConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=40,
+        **kw,
+    )
+    return tf.BertForMaskedLM(cfg)
+
+
 BUILDERS = {
     "gpt2": gpt2,
     "llama": llama,
@@ -93,6 +106,7 @@ BUILDERS = {
     "qwen2": qwen2,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
+    "bert": bert,
 }
 
 
@@ -108,3 +122,15 @@ def build(arch: str, seed: int = 0, dtype=torch.float64, randomize_norms: bool =
                 elif name.endswith("bias"):
                     p.copy_(torch.randn_like(p) * 0.1)
     return model
+
+
+def any_width_is_exact(arch: str) -> bool:
+    """False where only multiples of the source width are exact (NOTES.md 6 and 10)."""
+    from lemonkit.architectures import table_for
+
+    return table_for(build(arch).config.model_type).indivisible_lossy is None
+
+
+def exact_width(arch: str, indivisible: int = 96, divisible: int = 128) -> int:
+    """A target width that is exact for ``arch`` (sources here are 64 wide)."""
+    return indivisible if any_width_is_exact(arch) else divisible

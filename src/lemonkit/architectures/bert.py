@@ -1,0 +1,66 @@
+"""BERT, Post-LN (``BertForMaskedLM``, ``BertModel``, sentence-transformers folders).
+
+The stream is a LayerNorm output, so widths must be multiples of the source (the stream
+is duplicated; eta = 1). Depth moves the affine of the preceding output LayerNorm into
+the new block (NOTES.md 6): exact up to O(eps) of the LayerNorm.
+"""
+
+from lemonkit.architectures.base import (
+    ArchTable,
+    ConfigFields,
+    In,
+    Out,
+    Tensor,
+    layer_norm,
+    linear,
+)
+from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+
+_B = "bert."
+_E = _B + "embeddings."
+_L = _B + "encoder.layer.{i}."
+_P = "cls.predictions."
+
+BERT = ArchTable(
+    model_types=("bert",),
+    classes=("BertForMaskedLM", "BertModel"),
+    config=ConfigFields(
+        hidden="hidden_size",
+        layers="num_hidden_layers",
+        heads="num_attention_heads",
+        mlp="intermediate_size",
+        norm_eps=("layer_norm_eps",),
+    ),
+    base_prefix=_B,
+    base_classes=("BertModel",),
+    norm="layernorm",
+    task="masked_lm",
+    tie_embeddings=(_P + "decoder.weight", _E + "word_embeddings.weight"),
+    vocab=(_E + "word_embeddings.weight", _P + "decoder.weight", _P + "decoder.bias", _P + "bias"),
+    indivisible_lossy=(
+        "Post-LN BERT's residual stream is a LayerNorm output: with a hidden size that is not "
+        "a multiple of the source, no expansion of it keeps every LayerNorm exact (NOTES.md "
+        "section 6)"
+    ),
+    tensors=(
+        Tensor(_E + "word_embeddings.weight", (None, Out(HIDDEN))),  # [vocab, D]
+        Tensor(_E + "position_embeddings.weight", (None, Out(HIDDEN))),
+        Tensor(_E + "token_type_embeddings.weight", (None, Out(HIDDEN))),
+        Tensor(_E + "position_ids", (None, None), optional=True),  # old checkpoints' buffer
+        *layer_norm(_E + "LayerNorm"),
+        *linear(_L + "attention.self.query", HEADS, HIDDEN),
+        *linear(_L + "attention.self.key", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.self.value", KV_HEADS, HIDDEN),
+        *linear(_L + "attention.output.dense", HIDDEN, HEADS, branch_out=True),
+        *layer_norm(_L + "attention.output.LayerNorm", post_ln="inner"),
+        *linear(_L + "intermediate.dense", MLP, HIDDEN),
+        *linear(_L + "output.dense", HIDDEN, MLP, branch_out=True),
+        *layer_norm(_L + "output.LayerNorm", post_ln="out"),
+        *linear(_B + "pooler.dense", HIDDEN, HIDDEN, optional=True),  # output [p, p, ...]
+        *linear(_P + "transform.dense", HIDDEN, HIDDEN),
+        *layer_norm(_P + "transform.LayerNorm", tied_head_norm=True),
+        Tensor(_P + "decoder.weight", (None, In(HIDDEN)), optional=True),
+        Tensor(_P + "decoder.bias", (None,), optional=True),  # saved as cls.predictions.bias
+        Tensor(_P + "bias", (None,)),
+    ),
+)

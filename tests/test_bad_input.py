@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import lemonkit.engine
 import lemonkit.folder
 from lemonkit.cli import main
 from lemonkit.zoo import build
@@ -183,6 +184,7 @@ def test_failed_force_keeps_the_old_output(src, tmp_path, monkeypatch):
 
 SLOW_CLI = """
 import sys, time
+import lemonkit.engine
 import lemonkit.folder
 real = lemonkit.folder.iter_expand_tensor
 def slow(*a, **k):
@@ -223,3 +225,18 @@ def test_leftovers_of_a_killed_run_are_removed(src, tmp_path):
     (dead / "model.safetensors").write_bytes(b"half")
     assert main(["-q", "expand", str(src), str(tmp_path / "out"), "--hidden-size", "96"]) == 0
     assert not dead.exists()
+
+
+def test_an_output_that_fails_verification_is_not_published(src, tmp_path, monkeypatch):
+    import lemonkit.rules
+
+    real = lemonkit.rules.expand_out
+
+    def corrupt(t, axis, space):  # a bug in the engine: producers off by 1%
+        return real(t, axis, space) * 1.01
+
+    monkeypatch.setattr(lemonkit.engine, "expand_out", corrupt)
+    out = tmp_path / "out"
+    assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 2
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".lemonkit-" in p.name]

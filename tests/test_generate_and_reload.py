@@ -7,7 +7,7 @@ import torch
 import lemonkit
 from lemonkit.zoo import BUILDERS, build, exact_width
 
-CAUSAL = ["gpt2", "llama", "mistral", "qwen2"]
+CAUSAL = ["gpt2", "llama", "mistral", "qwen2", "qwen3"]
 
 
 @pytest.mark.parametrize("arch", list(BUILDERS))

@@ -11,7 +11,7 @@ import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.zoo import BUILDERS, any_width_is_exact, build, exact_width
 
-LLAMA_FAMILY = ["llama", "mistral", "qwen2"]
+LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
 
 
 def _cases(arch: str) -> dict[str, dict]:
@@ -166,6 +166,7 @@ BASE_MODELS = {
     "llama": "LlamaModel",
     "mistral": "MistralModel",
     "qwen2": "Qwen2Model",
+    "qwen3": "Qwen3Model",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
     "bert": "BertModel",
@@ -188,3 +189,14 @@ def test_headless_base_models(arch, tmp_path):
     small.save_pretrained(tmp_path / "src")  # and from a folder, detected by its names
     expand_folder(tmp_path / "src", tmp_path / "out", hidden_size=128, progress=False)
     assert verify_folders(tmp_path / "src", tmp_path / "out").rel_error_fp64 <= 1e-12
+
+
+def test_qwen3_shared_eps_is_exact_after_reload(tmp_path):
+    """Qwen3's rms_norm_eps also serves the per-head q/k norms: instead of eta^2 * eps the
+    stream is scaled by 1/eta, so a saved and reloaded indivisible expansion is exact."""
+    small = build("qwen3")
+    big, plan = lemonkit.expand(small, hidden_size=96, return_plan=True)
+    assert plan.target_config.rms_norm_eps == small.config.rms_norm_eps
+    big.save_pretrained(tmp_path)
+    reloaded = type(big).from_pretrained(tmp_path, dtype=torch.float64).eval()
+    assert lemonkit.verify(small, reloaded).rel_error_fp64 <= 1e-12

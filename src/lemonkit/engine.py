@@ -25,7 +25,7 @@ from lemonkit.architectures.base import ArchTable, Beta, Gamma, In, Out, SpaceRe
 from lemonkit.errors import CheckpointError
 from lemonkit.plan import ExpansionPlan, make_plan, target_entries
 from lemonkit.rules import expand_beta, expand_gamma, expand_in, expand_out
-from lemonkit.spaces import SpaceMap
+from lemonkit.spaces import HIDDEN, SpaceMap
 
 
 def expand_state_dict(
@@ -158,7 +158,10 @@ def iter_expand_tensor(
 
 
 def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: int):
-    """Consumer axes, then producer axes, then norms, for the axes from ``from_axis`` on."""
+    """Consumer axes, then producer axes, then norms, for the axes from ``from_axis`` on;
+    anything written into the stream is scaled by ``plan.stream_scale``."""
+    if plan.stream_scale != 1.0 and any(_writes_stream(r) for r in axes):
+        t = t * plan.stream_scale
     for axis, rule in enumerate(axes):
         if axis >= from_axis and isinstance(rule, In):
             t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen, out_dtype))
@@ -168,6 +171,12 @@ def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: 
     if from_axis == 0 and axes and isinstance(axes[0], Gamma | Beta):
         t = _expand_norm(plan, spec, axes[0], t, gen)
     return t.to(out_dtype).contiguous()
+
+
+def _writes_stream(rule) -> bool:
+    if not isinstance(rule, Out):
+        return False
+    return HIDDEN in ((rule.space,) if isinstance(rule.space, str) else rule.space)
 
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:
@@ -208,7 +217,9 @@ def _consumer(method: str, gen: torch.Generator, storage: torch.dtype):
 
 def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) -> torch.Tensor:
     space = plan.maps[rule.space]
-    scale = 1.0 / space.copies if (spec.tied_head_norm and plan.tied) else 1.0
+    # a tied head reads with the grown embedding: k copies, each scaled like the stream
+    tied = spec.tied_head_norm and plan.tied
+    scale = 1.0 / (space.copies * plan.stream_scale) if tied else 1.0
     if isinstance(rule, Gamma):
         return expand_gamma(t, space, scale=scale, extra_zero=spec.stream_norm, gen=gen)
     return expand_beta(t, space, scale=scale, extra_mean=spec.stream_norm)

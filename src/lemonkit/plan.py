@@ -56,6 +56,12 @@ class ExpansionPlan:
         return self.source_config.model_type
 
     @property
+    def stream_scale(self) -> float:
+        """Factor on everything written into the stream: 1, or 1/eta where the norm eps
+        cannot be rescaled (then ms(x*) = ms(x) and the norms need no new eps)."""
+        return 1.0 / self.maps[HIDDEN].eta if self.table.fixed_eps else 1.0
+
+    @property
     def expected_error(self) -> float:
         """The float64 error this plan is exact to: 1e-12, or O(eps) for Post-LN depth."""
         post_ln = any(t.post_ln for t in self.table.tensors) and any(self.new_layers)
@@ -77,7 +83,8 @@ class ExpansionPlan:
             "new_layers": [i for i, new in enumerate(self.new_layers) if new],
             "spaces": {name: m.to_json() for name, m in self.maps.items()},
             "eta": self.maps[HIDDEN].eta,
-            "norm_eps_scale": self.maps[HIDDEN].eta ** 2,
+            "norm_eps_scale": 1.0 if self.table.fixed_eps else self.maps[HIDDEN].eta ** 2,
+            "stream_scale": self.stream_scale,
             "lossy_reason": self.lossy_reason,
             "expected_error_fp64": self.expected_error,
             "symmetry_breaking": _symmetry_note(self.method),
@@ -247,7 +254,7 @@ def target_config(plan: ExpansionPlan) -> Any:
         setattr(cfg, f.kv_heads, t["kv_heads"])
     if f.head_dim and getattr(cfg, f.head_dim, None) is not None:
         setattr(cfg, f.head_dim, t["head_dim"])
-    eps_scale = plan.maps[HIDDEN].eta ** 2
+    eps_scale = 1.0 if plan.table.fixed_eps else plan.maps[HIDDEN].eta ** 2
     for name in f.norm_eps:
         setattr(cfg, name, getattr(cfg, name) * eps_scale)
     for key in plan.table.config.per_layer:  # e.g. layer_types: one entry per layer

@@ -59,6 +59,11 @@ def qwen2(**kw):
     return _llama_like(tf.Qwen2Config, tf.Qwen2ForCausalLM, **kw)
 
 
+def qwen3(**kw):
+    kw.setdefault("head_dim", 16)  # Qwen3's config default is 128
+    return _llama_like(tf.Qwen3Config, tf.Qwen3ForCausalLM, **kw)
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -104,6 +109,7 @@ BUILDERS = {
     "llama": llama,
     "mistral": mistral,
     "qwen2": qwen2,
+    "qwen3": qwen3,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,

@@ -121,6 +121,9 @@ class ArchTable:
     tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
     indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
     inputs: str = "tokens"  # what verify feeds the model: "tokens" or "pixels"
+    # True where a norm eps cannot follow eta^2 (shared with per-head q/k norms, or fixed in
+    # the library): the stream is scaled by 1/eta instead, and eps stays
+    fixed_eps: bool = False
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
     # (name on disk, name in the table) where checkpoints use other names than the modules
     aliases: tuple[tuple[str, str], ...] = ()

@@ -1,4 +1,7 @@
-"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases). RMSNorm, SwiGLU, RoPE, GQA."""
+"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases), Qwen3 (per-head q/k norms).
+RMSNorm, SwiGLU, RoPE, GQA."""
+
+from dataclasses import replace
 
 from lemonkit.architectures.base import ArchTable, ConfigFields, Gamma, In, Out, Tensor
 from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
@@ -52,4 +55,18 @@ LLAMA = ArchTable(
         Tensor("model.norm.weight", (Gamma(HIDDEN),), tied_head_norm=True),
         Tensor("lm_head.weight", (None, In(HIDDEN)), optional=True),  # [vocab, D]
     ),
+)
+
+QWEN3 = replace(
+    LLAMA,
+    model_types=("qwen3",),
+    classes=("Qwen3ForCausalLM", "Qwen3Model"),
+    base_classes=("Qwen3Model",),
+    tensors=(
+        *LLAMA.tensors,
+        Tensor(_A + "q_norm.weight", (None,)),  # per head, over head_dim: kept as is
+        Tensor(_A + "k_norm.weight", (None,)),
+    ),
+    # rms_norm_eps serves the stream norms and the per-head q/k norms alike
+    fixed_eps=True,
 )

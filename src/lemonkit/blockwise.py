@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from lemonkit.architectures import model_class, table_for
 from lemonkit.architectures.base import ArchTable
 from lemonkit.checkpoint import Checkpoint
 from lemonkit.errors import CheckpointError
-from lemonkit.model import build_model
 from lemonkit.verify import VerifyReport, verify
 
 ALWAYS_KEPT_IDS = 8
@@ -102,7 +103,11 @@ def vocab_ids(vocab_size: int, sample: int, seed: int) -> torch.Tensor:
 def slice_model(
     ckpt: Checkpoint, table: ArchTable, layers: list[int], ids: torch.Tensor | None
 ) -> torch.nn.Module:
-    """Embeddings + the given layers (renumbered 0..) + head, vocabulary rows ``ids``."""
+    """Embeddings + the given layers (renumbered 0..) + head, vocabulary rows ``ids``.
+
+    The slice is written as a small checkpoint and loaded with ``from_pretrained``, so
+    whatever conversions transformers applies to saved names apply to it too.
+    """
     config = copy.deepcopy(ckpt.config)
     setattr(config, table.config.layers, len(layers))
     for key in table.config.per_layer:
@@ -118,10 +123,17 @@ def slice_model(
     state = {}
     for name in ckpt:
         spec, layer = table.match(name)
-        pattern = table.canonical(spec.name)  # load_state_dict wants module names
         if layer is None:
             tensor = ckpt[name]
-            state[pattern] = tensor[ids] if (ids is not None and name in table.vocab) else tensor
+            state[name] = tensor[ids] if (ids is not None and name in table.vocab) else tensor
         elif layer in layers:
-            state[pattern.replace("{i}", str(layers.index(layer)))] = ckpt[name]
-    return build_model(model_class(config), config, state).eval()
+            state[spec.with_layer(name, layers.index(layer))] = ckpt[name]
+    with tempfile.TemporaryDirectory(prefix="lemonkit-slice-") as folder:
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            f"{folder}/model.safetensors",
+            metadata={"format": "pt"},
+        )
+        config.save_pretrained(folder)
+        cls = model_class(config)
+        return cls.from_pretrained(folder, dtype=next(iter(state.values())).dtype).eval()

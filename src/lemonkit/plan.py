@@ -293,7 +293,7 @@ def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[TargetE
             per_layer.setdefault(layer, []).append((name, spec))
     for t_layer, s_layer in enumerate(plan.layer_map):
         for name, spec in per_layer.get(s_layer, []):
-            t_name = spec.name.replace("{i}", str(t_layer))
+            t_name = spec.with_layer(name, t_layer)
             entries.append(
                 _post_ln(plan, TargetEntry(t_name, name, spec, plan.new_layers[t_layer]), t_layer)
             )
@@ -312,5 +312,4 @@ def _post_ln(plan: ExpansionPlan, entry: TargetEntry, t: int) -> TargetEntry:
     if t + 1 < len(plan.layer_map) and plan.new_layers[t + 1]:
         return entry._replace(identity=True)
     start = max(i for i in range(t + 1) if not plan.new_layers[i])
-    source_layer = str(plan.layer_map[start])
-    return entry._replace(source=entry.spec.name.replace("{i}", source_layer))
+    return entry._replace(source=entry.spec.with_layer(entry.source, plan.layer_map[start]))

@@ -143,6 +143,8 @@ def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     m = copy.deepcopy(model).to(torch.float64).eval()
     if hasattr(m, "set_attn_implementation"):
         m.set_attn_implementation("sdpa")
+    if getattr(m.config, "_experts_implementation", None) not in (None, "eager"):
+        m.config._experts_implementation = "eager"  # grouped-mm kernels refuse float64
     for module in m.modules():
         if type(module).__name__.endswith("RMSNorm"):
             module.forward = types.MethodType(_rms_norm_float64, module)

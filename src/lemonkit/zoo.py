@@ -64,6 +64,12 @@ def qwen3(**kw):
     return _llama_like(tf.Qwen3Config, tf.Qwen3ForCausalLM, **kw)
 
 
+def mixtral(**kw):
+    return _llama_like(
+        tf.MixtralConfig, tf.MixtralForCausalLM, num_local_experts=4, num_experts_per_tok=2, **kw
+    )
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -110,6 +116,7 @@ BUILDERS = {
     "mistral": mistral,
     "qwen2": qwen2,
     "qwen3": qwen3,
+    "mixtral": mixtral,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,

@@ -88,7 +88,14 @@ class Tensor:
         return "{i}" in self.name
 
     def regex(self) -> re.Pattern:
-        return re.compile("^" + re.escape(self.name).replace(r"\{i\}", r"(\d+)") + "$")
+        """``{i}`` captures the layer index; ``{e}`` matches any index (experts)."""
+        pattern = re.escape(self.name).replace(r"\{i\}", r"(\d+)").replace(r"\{e\}", r"\d+")
+        return re.compile("^" + pattern + "$")
+
+    def with_layer(self, name: str, layer: int) -> str:
+        """``name`` (a concrete name of this entry) with its layer index replaced."""
+        m = self.regex().match(name)
+        return name[: m.start(1)] + str(layer) + name[m.end(1) :]
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,33 @@ QWEN3 = replace(
     # rms_norm_eps serves the stream norms and the per-head q/k norms alike
     fixed_eps=True,
 )
+
+_MLP_TENSORS = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+_M = _L + "block_sparse_moe."
+
+MIXTRAL = replace(
+    LLAMA,
+    model_types=("mixtral",),
+    classes=("MixtralForCausalLM", "MixtralModel"),
+    base_classes=("MixtralModel",),
+    tensors=(
+        *(t for t in LLAMA.tensors if not any(m in t.name for m in _MLP_TENSORS)),
+        # in memory (transformers 5): router [E, D], experts fused [E, 2F, D] = [gate; up]
+        # and [E, D, F]. Routing logits are kept (router columns split), experts kept.
+        Tensor(_L + "mlp.gate.weight", (None, In(HIDDEN)), optional=True),
+        Tensor(_L + "mlp.experts.gate_up_proj", (None, Out((MLP, MLP)), In(HIDDEN)), optional=True),
+        Tensor(
+            _L + "mlp.experts.down_proj",
+            (None, Out(HIDDEN), In(MLP)),
+            branch_out=True,
+            optional=True,
+        ),
+        # on disk (Mixtral checkpoints): one w1 (gate), w3 (up), w2 (down) per expert
+        Tensor(_M + "gate.weight", (None, In(HIDDEN)), optional=True),
+        Tensor(_M + "experts.{e}.w1.weight", (Out(MLP), In(HIDDEN)), optional=True),
+        Tensor(_M + "experts.{e}.w3.weight", (Out(MLP), In(HIDDEN)), optional=True),
+        Tensor(
+            _M + "experts.{e}.w2.weight", (Out(HIDDEN), In(MLP)), branch_out=True, optional=True
+        ),
+    ),
+)

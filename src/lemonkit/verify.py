@@ -130,8 +130,15 @@ def outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
 
 
 def as_float32(model: torch.nn.Module) -> torch.nn.Module:
-    """A float32 evaluation copy with the stock code."""
-    return copy.deepcopy(model).to(torch.float32).eval()
+    """A float32 evaluation copy with the stock code (MoE experts: the eager loop, as the
+    grouped-mm kernels refuse odd sizes)."""
+    return _eager_experts(copy.deepcopy(model).to(torch.float32).eval())
+
+
+def _eager_experts(m: torch.nn.Module) -> torch.nn.Module:
+    if getattr(m.config, "_experts_implementation", None) not in (None, "eager"):
+        m.config._experts_implementation = "eager"
+    return m
 
 
 def as_float64(model: torch.nn.Module) -> torch.nn.Module:
@@ -143,8 +150,7 @@ def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     m = copy.deepcopy(model).to(torch.float64).eval()
     if hasattr(m, "set_attn_implementation"):
         m.set_attn_implementation("sdpa")
-    if getattr(m.config, "_experts_implementation", None) not in (None, "eager"):
-        m.config._experts_implementation = "eager"  # grouped-mm kernels refuse float64
+    _eager_experts(m)  # grouped-mm kernels refuse float64
     for module in m.modules():
         if type(module).__name__.endswith("RMSNorm"):
             module.forward = types.MethodType(_rms_norm_float64, module)

@@ -314,7 +314,8 @@ def check_names(table: ArchTable, names: list[str], tied: bool, n_layers: int) -
             wanted = [n.replace("{i}", str(i)) for n in table.names_for(spec)]
             if not any(w in present for w in wanted):
                 raise CheckpointError(f"missing tensor {wanted[0]!r}")
-    if not tied and table.tie_embeddings and table.tie_embeddings[0] not in present:
+    head = table.tie_embeddings and table.spec(table.tie_embeddings[0])
+    if not tied and head and not any(n in present for n in table.names_for(head)):
         raise CheckpointError(
             f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
             "tied to the embeddings"

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from lemonkit.architectures import table_for
@@ -22,6 +22,7 @@ from lemonkit.architectures.base import ArchTable, Tensor
 from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.rules import METHODS
 from lemonkit.spaces import (
+    HEADS_QKV,
     HIDDEN,
     MLP,
     SpaceMap,
@@ -168,6 +169,7 @@ def make_plan(
         heads_map.name: heads_map,
         kv_map.name: kv_map,
         MLP: circular_map(src["mlp"], tgt["mlp"]),
+        HEADS_QKV: replace(heads_map, name=HEADS_QKV, unit_size=3 * heads_map.unit_size),
     }
     lossy = None
     if table.indivisible_lossy and tgt["hidden"] % src["hidden"]:

@@ -29,6 +29,7 @@ HIDDEN = "hidden"  # residual stream
 HEADS = "heads"  # query heads (unit: head_dim channels)
 KV_HEADS = "kv_heads"  # key/value heads (unit: head_dim channels)
 MLP = "mlp"  # MLP hidden layer
+HEADS_QKV = "heads_qkv"  # fused per-head [q_h; k_h; v_h] rows (unit: 3 x head_dim)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,38 @@ def mixtral(**kw):
     )
 
 
+def gpt_neox(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.GPTNeoXConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        rotary_pct=0.5,
+        bos_token_id=0,
+        eos_token_id=0,
+        **kw,
+    )
+    return tf.GPTNeoXForCausalLM(cfg)
+
+
+def phi(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.PhiConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        qk_layernorm=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        **kw,
+    )
+    return tf.PhiForCausalLM(cfg)
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -117,6 +149,8 @@ BUILDERS = {
     "qwen2": qwen2,
     "qwen3": qwen3,
     "mixtral": mixtral,
+    "gpt_neox": gpt_neox,
+    "phi": phi,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,

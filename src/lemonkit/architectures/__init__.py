@@ -8,11 +8,22 @@ from lemonkit.architectures.base import ArchTable
 from lemonkit.architectures.bert import BERT
 from lemonkit.architectures.gpt2 import GPT2
 from lemonkit.architectures.llama import LLAMA, MIXTRAL, QWEN3
+from lemonkit.architectures.neox import GPT_NEOX, PHI
 from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.architectures.vit import VIT
 from lemonkit.errors import UnsupportedModelError
 
-TABLES: tuple[ArchTable, ...] = (GPT2, LLAMA, QWEN3, MIXTRAL, VIT, ROBERTA_PRELAYERNORM, BERT)
+TABLES: tuple[ArchTable, ...] = (
+    GPT2,
+    LLAMA,
+    QWEN3,
+    MIXTRAL,
+    GPT_NEOX,
+    PHI,
+    VIT,
+    ROBERTA_PRELAYERNORM,
+    BERT,
+)
 
 
 def supported_model_types() -> list[str]:

@@ -171,13 +171,13 @@ class ArchTable:
             if m:
                 return spec, (int(m.group(1)) if spec.per_layer else None)
         for alias, canonical in self.aliases:
-            aliased = replace(self._spec(canonical), name=alias)
+            aliased = replace(self.spec(canonical), name=alias)
             m = aliased.regex().match(name)
             if m:
                 return aliased, (int(m.group(1)) if aliased.per_layer else None)
         return None
 
-    def _spec(self, name: str) -> Tensor:
+    def spec(self, name: str) -> Tensor:
         return next(t for t in self.tensors if t.name == name)
 
     def canonical(self, pattern: str) -> str:
@@ -197,9 +197,11 @@ def linear(prefix: str, out: SpaceRef, inp: SpaceRef, **flags) -> tuple[Tensor, 
     )
 
 
-def layer_norm(prefix: str, space: SpaceRef = "hidden", **flags) -> tuple[Tensor, Tensor]:
-    """``prefix.weight`` and ``prefix.bias`` of an ``nn.LayerNorm`` over ``space``."""
+def layer_norm(prefix: str, space: SpaceRef | None = "hidden", **flags) -> tuple[Tensor, Tensor]:
+    """``prefix.weight`` and ``prefix.bias`` of an ``nn.LayerNorm`` over ``space``
+    (``None``: over an axis that does not grow, such as a per-head norm)."""
+    rules = (Gamma(space), Beta(space)) if space else (None, None)
     return (
-        Tensor(prefix + ".weight", (Gamma(space),), **flags),
-        Tensor(prefix + ".bias", (Beta(space),), **flags),
+        Tensor(prefix + ".weight", (rules[0],), **flags),
+        Tensor(prefix + ".bias", (rules[1],), **flags),
     )

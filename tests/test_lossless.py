@@ -170,6 +170,7 @@ BASE_MODELS = {
     "mixtral": "MixtralModel",
     "gpt_neox": "GPTNeoXModel",
     "phi": "PhiModel",
+    "opt": "OPTModel",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
     "bert": "BertModel",
@@ -203,3 +204,20 @@ def test_qwen3_shared_eps_is_exact_after_reload(tmp_path):
     big.save_pretrained(tmp_path)
     reloaded = type(big).from_pretrained(tmp_path, dtype=torch.float64).eval()
     assert lemonkit.verify(small, reloaded).rel_error_fp64 <= 1e-12
+
+
+def test_opt_with_embedding_projections_and_fixed_eps(tmp_path):
+    """word_embed_proj_dim != hidden: embeddings and the tied head stay 32 wide, the
+    projections grow; eps is fixed in the library, so the stream is scaled by 1/eta."""
+    small = build("opt", word_embed_proj_dim=32)
+    big = lemonkit.expand(small, hidden_size=96, num_layers=3)
+    assert big.model.decoder.embed_tokens.weight.shape == (97, 32)
+    assert big.model.decoder.project_in.weight.shape == (96, 32)
+    big.save_pretrained(tmp_path)
+    reloaded = type(big).from_pretrained(tmp_path, dtype=torch.float64).eval()
+    assert lemonkit.verify(small, reloaded).rel_error_fp64 <= 1e-12
+
+
+def test_post_ln_opt_is_refused():
+    with pytest.raises(ImpossibleExpansionError, match="post-LN OPT"):
+        lemonkit.expand(build("opt", do_layer_norm_before=False), hidden_size=128)

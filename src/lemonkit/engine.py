@@ -160,7 +160,7 @@ def iter_expand_tensor(
 def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: int):
     """Consumer axes, then producer axes, then norms, for the axes from ``from_axis`` on;
     anything written into the stream is scaled by ``plan.stream_scale``."""
-    if plan.stream_scale != 1.0 and any(_writes_stream(r) for r in axes):
+    if plan.stream_scale != 1.0 and any(_writes_stream(plan, r) for r in axes):
         t = t * plan.stream_scale
     for axis, rule in enumerate(axes):
         if axis >= from_axis and isinstance(rule, In):
@@ -173,10 +173,17 @@ def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: 
     return t.to(out_dtype).contiguous()
 
 
-def _writes_stream(rule) -> bool:
+def _writes_stream(plan: ExpansionPlan, rule) -> bool:
     if not isinstance(rule, Out):
         return False
-    return HIDDEN in ((rule.space,) if isinstance(rule.space, str) else rule.space)
+    names = (rule.space,) if isinstance(rule.space, str) else rule.space
+    return any(plan.maps[n].name == HIDDEN for n in names)
+
+
+def _head_reads_stream(plan: ExpansionPlan) -> bool:
+    """Whether the tied embedding lives in the stream (not in a kept projection space)."""
+    embedding = match_or_raise(plan.table, plan.table.tie_embeddings[1])[0]
+    return any(_writes_stream(plan, rule) for rule in embedding.axes)
 
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:
@@ -218,7 +225,7 @@ def _consumer(method: str, gen: torch.Generator, storage: torch.dtype):
 def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) -> torch.Tensor:
     space = plan.maps[rule.space]
     # a tied head reads with the grown embedding: k copies, each scaled like the stream
-    tied = spec.tied_head_norm and plan.tied
+    tied = spec.tied_head_norm and plan.tied and _head_reads_stream(plan)
     scale = 1.0 / (space.copies * plan.stream_scale) if tied else 1.0
     if isinstance(rule, Gamma):
         return expand_gamma(t, space, scale=scale, extra_zero=spec.stream_norm, gen=gen)

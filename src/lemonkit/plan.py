@@ -171,6 +171,14 @@ def make_plan(
         MLP: circular_map(src["mlp"], tgt["mlp"]),
         HEADS_QKV: replace(heads_map, name=HEADS_QKV, unit_size=3 * heads_map.unit_size),
     }
+    for space, field_name in table.maybe_stream:
+        size = getattr(config, field_name, None) or src["hidden"]
+        maps[space] = (
+            maps[HIDDEN] if size == src["hidden"] else circular_map(size, size, name=space)
+        )
+    for field_name, value, why in table.requires:
+        if getattr(config, field_name, value) != value:
+            raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")
     lossy = None
     if table.indivisible_lossy and tgt["hidden"] % src["hidden"]:
         if not allow_lossy:
@@ -259,6 +267,9 @@ def target_config(plan: ExpansionPlan) -> Any:
     eps_scale = 1.0 if plan.table.fixed_eps else plan.maps[HIDDEN].eta ** 2
     for name in f.norm_eps:
         setattr(cfg, name, getattr(cfg, name) * eps_scale)
+    for space, field_name in plan.table.maybe_stream:  # a size that follows the stream
+        if plan.maps[space] is plan.maps[HIDDEN] and getattr(cfg, field_name, None):
+            setattr(cfg, field_name, t["hidden"])
     for key in plan.table.config.per_layer:  # e.g. layer_types: one entry per layer
         value = getattr(cfg, key, None)
         if isinstance(value, list) and len(value) == plan.source_sizes["layers"]:

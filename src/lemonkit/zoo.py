@@ -102,6 +102,22 @@ def phi(hidden=64, heads=4, layers=2, mlp=96, **kw):
     return tf.PhiForCausalLM(cfg)
 
 
+def opt(hidden=64, heads=4, layers=2, mlp=96, **kw):
+    cfg = tf.OPTConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        ffn_dim=mlp,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+        **kw,
+    )
+    return tf.OPTForCausalLM(cfg)
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -151,6 +167,7 @@ BUILDERS = {
     "mixtral": mixtral,
     "gpt_neox": gpt_neox,
     "phi": phi,
+    "opt": opt,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,

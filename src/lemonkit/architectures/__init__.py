@@ -9,6 +9,7 @@ from lemonkit.architectures.bert import BERT
 from lemonkit.architectures.gpt2 import GPT2
 from lemonkit.architectures.llama import LLAMA, MIXTRAL, QWEN3
 from lemonkit.architectures.neox import GPT_NEOX, PHI
+from lemonkit.architectures.opt import OPT
 from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.architectures.vit import VIT
 from lemonkit.errors import UnsupportedModelError
@@ -20,6 +21,7 @@ TABLES: tuple[ArchTable, ...] = (
     MIXTRAL,
     GPT_NEOX,
     PHI,
+    OPT,
     VIT,
     ROBERTA_PRELAYERNORM,
     BERT,

@@ -131,6 +131,11 @@ class ArchTable:
     # True where a norm eps cannot follow eta^2 (shared with per-head q/k norms, or fixed in
     # the library): the stream is scaled by 1/eta instead, and eps stays
     fixed_eps: bool = False
+    # (space, config field): the space is the stream when the field equals the hidden size
+    # (or is None), else a kept space of that size (OPT's word_embed_proj_dim)
+    maybe_stream: tuple[tuple[str, str], ...] = ()
+    # (config field, required value, why): configurations the table does not describe
+    requires: tuple[tuple[str, object, str], ...] = ()
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
     # (name on disk, name in the table) where checkpoints use other names than the modules
     aliases: tuple[tuple[str, str], ...] = ()

@@ -9,14 +9,13 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import BUILDERS, any_width_is_exact, build, exact_width
+from lemonkit.zoo import BUILDERS, any_width_is_exact, build, exact_width, mlp_size
 
 LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
 
 
 def _cases(arch: str) -> dict[str, dict]:
-    mlp = build(arch).config
-    src_mlp = getattr(mlp, "intermediate_size", None) or 4 * mlp.n_embd
+    src_mlp = mlp_size(build(arch))
     exact_any_width = any_width_is_exact(arch)
     cases = {
         "divisible": dict(hidden_size=128),

@@ -14,7 +14,7 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import BUILDERS, build
+from lemonkit.zoo import BUILDERS, build, mlp_size
 
 # source: hidden 64, 4 heads (2 KV heads for the LLaMA family), 2 layers
 KINDS: dict[str, dict] = {
@@ -32,9 +32,7 @@ def _targets(model, kind: dict) -> dict:
     kind = dict(kind)
     factor = kind.pop("mlp_factor", None)
     if factor:
-        cfg = model.config
-        mlp = getattr(cfg, "intermediate_size", None) or 4 * cfg.n_embd
-        kind["intermediate_size"] = int(mlp * factor)
+        kind["intermediate_size"] = int(mlp_size(model) * factor)
     if (
         "num_kv_heads" in kind
         and lemonkit.table_for(model.config.model_type).config.kv_heads is None

@@ -198,3 +198,11 @@ def any_width_is_exact(arch: str) -> bool:
 def exact_width(arch: str, indivisible: int = 96, divisible: int = 128) -> int:
     """A target width that is exact for ``arch`` (sources here are 64 wide)."""
     return indivisible if any_width_is_exact(arch) else divisible
+
+
+def mlp_size(model) -> int:
+    """The MLP hidden size of a model, read through its architecture table."""
+    from lemonkit.architectures import table_for
+    from lemonkit.plan import source_sizes
+
+    return source_sizes(model.config, table_for(model.config.model_type))["mlp"]

@@ -7,7 +7,19 @@ import torch
 import lemonkit
 from lemonkit.zoo import BUILDERS, build, exact_width
 
-CAUSAL = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral", "gpt_neox", "phi", "opt"]
+CAUSAL = [
+    "gpt2",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "mixtral",
+    "gpt_neox",
+    "phi",
+    "opt",
+    "gemma",
+    "gemma2",
+]
 
 
 @pytest.mark.parametrize("arch", list(BUILDERS))

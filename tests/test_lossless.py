@@ -170,6 +170,8 @@ BASE_MODELS = {
     "gpt_neox": "GPTNeoXModel",
     "phi": "PhiModel",
     "opt": "OPTModel",
+    "gemma": "GemmaModel",
+    "gemma2": "Gemma2Model",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
     "bert": "BertModel",

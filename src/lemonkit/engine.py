@@ -162,6 +162,8 @@ def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: 
     anything written into the stream is scaled by ``plan.stream_scale``."""
     if plan.stream_scale != 1.0 and any(_writes_stream(plan, r) for r in axes):
         t = t * plan.stream_scale
+    if plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec):
+        t = t * embedding_ratio(plan, out_dtype)
     for axis, rule in enumerate(axes):
         if axis >= from_axis and isinstance(rule, In):
             t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen, out_dtype))
@@ -169,7 +171,7 @@ def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: 
         if axis >= from_axis and isinstance(rule, Out):
             t = _per_segment(t, axis, rule.space, plan, expand_out)
     if from_axis == 0 and axes and isinstance(axes[0], Gamma | Beta):
-        t = _expand_norm(plan, spec, axes[0], t, gen)
+        t = _expand_norm(plan, spec, axes[0], t, gen, out_dtype)
     return t.to(out_dtype).contiguous()
 
 
@@ -178,6 +180,23 @@ def _writes_stream(plan: ExpansionPlan, rule) -> bool:
         return False
     names = (rule.space,) if isinstance(rule.space, str) else rule.space
     return any(plan.maps[n].name == HIDDEN for n in names)
+
+
+def _is_embedding(plan: ExpansionPlan, spec: Tensor) -> bool:
+    """The input embedding that the model scales, or a head tied to it."""
+    tie = plan.table.tie_embeddings
+    tied_head = plan.tied and tie and spec.name == tie[0]
+    return spec.name == plan.table.embed_scale_sqrt_hidden or bool(tied_head)
+
+
+def embedding_ratio(plan: ExpansionPlan, dtype: torch.dtype) -> float:
+    """c = s(Ds) / s(Dt) with s(D) = sqrt(D) rounded to the weight dtype, as
+    ``from_pretrained`` initialises Gemma's ``embed_scale``, so E* s(Dt) = [E..., 0] s(Ds)."""
+
+    def s(d: int) -> float:
+        return float(torch.tensor(d**0.5, dtype=dtype))
+
+    return s(plan.source_sizes["hidden"]) / s(plan.sizes["hidden"])
 
 
 def _head_reads_stream(plan: ExpansionPlan) -> bool:
@@ -222,13 +241,24 @@ def _consumer(method: str, gen: torch.Generator, storage: torch.dtype):
     return lambda t, axis, space: expand_in(t, axis, space, method, gen, storage)
 
 
-def _expand_norm(plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen) -> torch.Tensor:
+def _expand_norm(
+    plan: ExpansionPlan, spec: Tensor, rule, t: torch.Tensor, gen, out_dtype: torch.dtype
+) -> torch.Tensor:
     space = plan.maps[rule.space]
     # a tied head reads with the grown embedding: k copies, each scaled like the stream
     tied = spec.tied_head_norm and plan.tied and _head_reads_stream(plan)
     scale = 1.0 / (space.copies * plan.stream_scale) if tied else 1.0
+    if tied and plan.table.embed_scale_sqrt_hidden:
+        scale /= embedding_ratio(plan, out_dtype)
     if isinstance(rule, Gamma):
-        return expand_gamma(t, space, scale=scale, extra_zero=spec.stream_norm, gen=gen)
+        return expand_gamma(
+            t,
+            space,
+            scale=scale,
+            extra_zero=spec.stream_norm,
+            gen=gen,
+            offset=plan.table.norm_offset,
+        )
     return expand_beta(t, space, scale=scale, extra_mean=spec.stream_norm)
 
 

@@ -71,4 +71,15 @@ def build_model(cls: type, config, state: dict[str, torch.Tensor]) -> torch.nn.M
             f"expanded state dict does not fit {cls.__name__}: missing {missing[:3]}, "
             f"unexpected {result.unexpected_keys[:3]}"
         )
+    return init_like_from_pretrained(model)
+
+
+def init_like_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:
+    """Give constant buffers the values ``from_pretrained`` gives them: ``cls(config)``
+    rounds Gemma's ``embed_scale`` to float32 before any ``.to(dtype)``, while loading
+    sets it in the model's dtype; expansions are computed for the latter."""
+    for module in model.modules():
+        scalar = getattr(module, "scalar_embed_scale", None)
+        if scalar is not None and isinstance(getattr(module, "embed_scale", None), torch.Tensor):
+            module.embed_scale.fill_(scalar)
     return model

@@ -220,18 +220,26 @@ def _along(axis: int, ndim: int, values: torch.Tensor) -> torch.Tensor:
 
 
 def expand_gamma(
-    t: torch.Tensor, space: SpaceMap, *, scale: float, extra_zero: bool, gen: torch.Generator
+    t: torch.Tensor,
+    space: SpaceMap,
+    *,
+    scale: float,
+    extra_zero: bool,
+    gen: torch.Generator,
+    offset: float = 0.0,
 ) -> torch.Tensor:
     """Norm scale: ``scale * eta * [g, ..., g, zeta]`` (zeta ~ U(-1, 1), paper C.4).
 
-    ``extra_zero`` sets zeta = 0 (used where the extras must stay constant).
+    ``extra_zero`` sets zeta = 0 (used where the extras must stay constant). ``offset``:
+    the norm multiplies by ``offset + weight`` (Gemma: 1 + w); the rule applies to that.
     """
-    out = expand_out(t, 0, _as_zero_fill(space)) * (space.eta * scale)
+    g = t + offset
+    out = expand_out(g, 0, _as_zero_fill(space)) * (space.eta * scale)
     extra = (space.channel_sources() < 0).nonzero().flatten()
     if len(extra) and not extra_zero:
         zeta = torch.rand(len(extra), generator=gen, dtype=t.dtype) * 2 - 1
         out[extra] = zeta * (space.eta * scale)
-    return out
+    return out - offset
 
 
 def expand_beta(

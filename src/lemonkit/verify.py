@@ -149,14 +149,48 @@ def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     """
     m = copy.deepcopy(model).to(torch.float64).eval()
     if hasattr(m, "set_attn_implementation"):
-        m.set_attn_implementation("sdpa")
+        try:
+            m.set_attn_implementation("sdpa")
+        except ValueError:  # eager-only models (Gemma2's softcap): eager without upcast
+            m.set_attn_implementation(_register_eager_float64())
     _eager_experts(m)  # grouped-mm kernels refuse float64
+    offset = table_for(m.config.model_type).norm_offset
     for module in m.modules():
         if type(module).__name__.endswith("RMSNorm"):
+            module.norm_offset = offset
             module.forward = types.MethodType(_rms_norm_float64, module)
     return m
 
 
+def _register_eager_float64() -> str:
+    """Register eager attention that keeps the input dtype (no float32 softmax)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(EAGER_FLOAT64, _eager_attention_float64)
+    AttentionMaskInterface.register(EAGER_FLOAT64, eager_mask)
+    return EAGER_FLOAT64
+
+
+EAGER_FLOAT64 = "lemonkit_eager_float64"
+
+
+def _eager_attention_float64(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None, **kw
+):
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(n_rep, dim=1), value.repeat_interleave(n_rep, dim=1)
+    scaling = module.head_dim**-0.5 if scaling is None else scaling
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if softcap is not None:
+        weights = torch.tanh(weights / softcap) * softcap
+    if attention_mask is not None:
+        weights = weights + attention_mask[:, :, :, : key.shape[-2]]
+    weights = torch.softmax(weights, dim=-1)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 def _rms_norm_float64(self, x: torch.Tensor) -> torch.Tensor:
     eps = getattr(self, "variance_epsilon", getattr(self, "eps", 1e-6))
-    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    scale = self.weight + self.norm_offset
+    return scale * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))

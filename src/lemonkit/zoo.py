@@ -118,6 +118,18 @@ def opt(hidden=64, heads=4, layers=2, mlp=96, **kw):
     return tf.OPTForCausalLM(cfg)
 
 
+def gemma(**kw):
+    kw.setdefault("head_dim", 16)  # Gemma's config default is 256
+    return _llama_like(tf.GemmaConfig, tf.GemmaForCausalLM, **kw)
+
+
+def gemma2(**kw):
+    kw.setdefault("head_dim", 16)
+    kw.setdefault("query_pre_attn_scalar", 16)
+    kw.setdefault("sliding_window", 4)  # short, so that the random inputs exercise it
+    return _llama_like(tf.Gemma2Config, tf.Gemma2ForCausalLM, **kw)
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -168,6 +180,8 @@ BUILDERS = {
     "gpt_neox": gpt_neox,
     "phi": phi,
     "opt": opt,
+    "gemma": gemma,
+    "gemma2": gemma2,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,
@@ -176,8 +190,10 @@ BUILDERS = {
 
 def build(arch: str, seed: int = 0, dtype=torch.float64, randomize_norms: bool = True, **kw):
     """A random model; norm weights and biases randomised so that errors cannot hide."""
+    from lemonkit.model import init_like_from_pretrained
+
     torch.manual_seed(seed)
-    model = BUILDERS[arch](**kw).to(dtype).eval()
+    model = init_like_from_pretrained(BUILDERS[arch](**kw).to(dtype).eval())
     if randomize_norms:
         with torch.no_grad():
             for name, p in model.named_parameters():

@@ -7,7 +7,7 @@ format), add it to ``TABLES`` below, and add its config to ``tests/models.py``.
 from lemonkit.architectures.base import ArchTable
 from lemonkit.architectures.bert import BERT
 from lemonkit.architectures.gpt2 import GPT2
-from lemonkit.architectures.llama import LLAMA, MIXTRAL, QWEN3
+from lemonkit.architectures.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, QWEN3
 from lemonkit.architectures.neox import GPT_NEOX, PHI
 from lemonkit.architectures.opt import OPT
 from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
@@ -19,6 +19,8 @@ TABLES: tuple[ArchTable, ...] = (
     LLAMA,
     QWEN3,
     MIXTRAL,
+    GEMMA,
+    GEMMA2,
     GPT_NEOX,
     PHI,
     OPT,

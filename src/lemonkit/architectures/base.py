@@ -134,6 +134,10 @@ class ArchTable:
     # (space, config field): the space is the stream when the field equals the hidden size
     # (or is None), else a kept space of that size (OPT's word_embed_proj_dim)
     maybe_stream: tuple[tuple[str, str], ...] = ()
+    norm_offset: float = 0.0  # norms multiply by (offset + weight): Gemma's (1 + w)
+    # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
+    # embedding tensor, or None
+    embed_scale_sqrt_hidden: str | None = None
     # (config field, required value, why): configurations the table does not describe
     requires: tuple[tuple[str, object, str], ...] = ()
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
@@ -158,6 +162,7 @@ class ArchTable:
             ),
             vocab=strip(self.vocab),
             tie_embeddings=None,
+            embed_scale_sqrt_hidden=next(iter(strip([self.embed_scale_sqrt_hidden or ""])), None),
             task="base",
         )
 

@@ -100,3 +100,26 @@ MIXTRAL = replace(
         ),
     ),
 )
+
+GEMMA = replace(
+    LLAMA,
+    model_types=("gemma",),
+    classes=("GemmaForCausalLM", "GemmaModel"),
+    base_classes=("GemmaModel",),
+    norm_offset=1.0,  # GemmaRMSNorm multiplies by (1 + w)
+    embed_scale_sqrt_hidden="model.embed_tokens.weight",  # embeddings times sqrt(hidden)
+)
+
+GEMMA2 = replace(
+    GEMMA,
+    model_types=("gemma2",),
+    classes=("Gemma2ForCausalLM", "Gemma2Model"),
+    base_classes=("Gemma2Model",),
+    # sandwich norms: post_attention_layernorm (already in LLAMA's tensors) now follows the
+    # attention; the MLP gets pre_ and post_feedforward_layernorm. All are over the stream.
+    tensors=(
+        *LLAMA.tensors,
+        Tensor(_L + "pre_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+    ),
+)

@@ -9,7 +9,18 @@ Example:
     (96, 4)
 """
 
-from lemonkit.architectures import supported_model_types, table_for
+from lemonkit.architectures import register, supported_model_types, table_for
+from lemonkit.architectures.base import (
+    ArchTable,
+    Beta,
+    ConfigFields,
+    Gamma,
+    In,
+    Out,
+    Tensor,
+    layer_norm,
+    linear,
+)
 from lemonkit.engine import expand_state_dict, expand_tensor, iter_expanded
 from lemonkit.errors import (
     CheckpointError,
@@ -24,6 +35,16 @@ from lemonkit.verify import VerifyReport, verify
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchTable",
+    "Beta",
+    "ConfigFields",
+    "Gamma",
+    "In",
+    "Out",
+    "Tensor",
+    "layer_norm",
+    "linear",
+    "register",
     "CheckpointError",
     "ExpansionPlan",
     "ImpossibleExpansionError",

@@ -103,9 +103,15 @@ def load_config(folder: Path) -> Any:
     """``AutoConfig`` from ``folder/config.json``; never runs remote code."""
     from transformers import AutoConfig
 
+    from lemonkit import architectures
+
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder} has no config.json; is it a Hugging Face model folder?")
     try:
+        raw = json.loads((folder / "config.json").read_text())
+        for table in architectures.TABLES:  # a registered user model
+            if table.config_class and raw.get("model_type") in table.model_types:
+                return table.config_class.from_dict(raw)
         return AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     except Exception as e:  # transformers raises ValueError, OSError, KeyError...
         raise CheckpointError(f"{folder}/config.json cannot be read: {_one_line(e)}") from e

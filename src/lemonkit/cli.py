@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
     try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
         return args.func(args)
     except LemonkitError as e:
         print(f"lemonkit: error: {e}", file=sys.stderr)
@@ -45,6 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def load_plugin(path: str) -> None:
+    """Run a user's file that calls ``lemonkit.register`` (only files named explicitly)."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise LemonkitError(f"plugin {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"lemonkit_plugin_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
 def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -52,6 +68,13 @@ def _terminate(signum, frame) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lemonkit", description="Lossless model expansion (LEMON).")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or results")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="a Python file that registers tables for your own models (lemonkit.register)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("expand", help="expand a Hugging Face folder into a new one")

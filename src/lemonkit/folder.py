@@ -132,6 +132,10 @@ def load_model(folder: str | Path) -> torch.nn.Module:
     """``from_pretrained`` with the class named in config.json (safetensors only)."""
     ckpt = Checkpoint.open(folder)  # validates, refuses pickles
     cls = model_class(ckpt.config)
+    if not hasattr(cls, "from_pretrained"):  # a user-declared plain nn.Module
+        from lemonkit.model import build_model
+
+        return build_model(cls, ckpt.config, {n: ckpt[n] for n in ckpt}).eval()
     try:
         return cls.from_pretrained(str(folder), use_safetensors=True).eval()
     except Exception as e:

@@ -64,7 +64,7 @@ def build_model(cls: type, config, state: dict[str, torch.Tensor]) -> torch.nn.M
     dtype = next(iter(state.values())).dtype
     model = cls(config).to(dtype)
     result = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied = set(getattr(model, "_tied_weights_keys", None) or []) | _shared_names(model)
     missing = [k for k in result.missing_keys if k not in tied]
     if missing or result.unexpected_keys:
         raise RuntimeError(
@@ -72,6 +72,14 @@ def build_model(cls: type, config, state: dict[str, torch.Tensor]) -> torch.nn.M
             f"unexpected {result.unexpected_keys[:3]}"
         )
     return init_like_from_pretrained(model)
+
+
+def _shared_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names whose tensor another name shares (a head tied by assignment)."""
+    by_storage: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        by_storage.setdefault(tensor.data_ptr(), []).append(name)
+    return {n for names in by_storage.values() if len(names) > 1 for n in names}
 
 
 def init_like_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:

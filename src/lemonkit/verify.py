@@ -125,6 +125,9 @@ def outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
     compares the source's channels, the first block of every stream expansion)."""
     dtype = next(model.parameters()).dtype
     cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+    if not hasattr(model, "set_attn_implementation"):  # a user-declared plain nn.Module
+        out = model(*cast.values())
+        return out[0] if isinstance(out, tuple) else out
     out = model(**cast)
     return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
 

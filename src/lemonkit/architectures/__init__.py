@@ -14,7 +14,7 @@ from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.architectures.vit import VIT
 from lemonkit.errors import UnsupportedModelError
 
-TABLES: tuple[ArchTable, ...] = (
+BUILT_IN: tuple[ArchTable, ...] = (
     GPT2,
     LLAMA,
     QWEN3,
@@ -28,6 +28,20 @@ TABLES: tuple[ArchTable, ...] = (
     ROBERTA_PRELAYERNORM,
     BERT,
 )
+
+
+TABLES: list[ArchTable] = list(BUILT_IN)  # built-in tables, then registered ones
+
+
+def register(table: ArchTable) -> ArchTable:
+    """Add a table for a model lemonkit does not know (see ``examples/nanogpt.py``).
+
+    A user table names its ``model_class`` and ``config_class`` (the model is built as
+    ``model_class(config)``); a later table for the same model type replaces the earlier.
+    """
+    global TABLES
+    TABLES = [t for t in TABLES if not set(t.model_types) & set(table.model_types)] + [table]
+    return table
 
 
 def supported_model_types() -> list[str]:
@@ -46,11 +60,13 @@ def table_for(model_type: str) -> ArchTable:
 
 
 def model_class(config) -> type:
-    """The ``transformers`` class for a config: the one named in ``architectures`` if
-    lemonkit's table lists it, else the table's first (the usual head model)."""
+    """The class for a config: a user table's ``model_class``, else the ``transformers``
+    class named in ``architectures`` if the table lists it, else the table's first."""
     import transformers
 
     table = table_for(config.model_type)
+    if table.model_class is not None:
+        return table.model_class
     archs = getattr(config, "architectures", None) or []
     name = next((a for a in archs if a in table.classes), table.classes[0])
     return getattr(transformers, name)

@@ -138,6 +138,9 @@ class ArchTable:
     # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
     # embedding tensor, or None
     embed_scale_sqrt_hidden: str | None = None
+    # user-declared models (lemonkit.register): built as model_class(config_class(**json))
+    model_class: type | None = None
+    config_class: type | None = None
     # (config field, required value, why): configurations the table does not describe
     requires: tuple[tuple[str, object, str], ...] = ()
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary

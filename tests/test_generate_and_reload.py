@@ -19,6 +19,7 @@ CAUSAL = [
     "opt",
     "gemma",
     "gemma2",
+    "olmo2",
 ]
 
 

@@ -32,6 +32,8 @@ def _cases(arch: str) -> dict[str, dict]:
     }
     if not exact_any_width:
         del cases["indivisible"]
+    if arch == "olmo2":  # dead-head maps: the group size must be kept
+        cases["heads_and_kv"] = dict(hidden_size=128, num_heads=8, num_kv_heads=4)
     if arch in LLAMA_FAMILY:
         cases["heads_and_kv"] = dict(hidden_size=128, num_heads=8, num_kv_heads=4)
         cases["gqa_regroup"] = dict(hidden_size=96, num_heads=6, num_kv_heads=2)
@@ -172,6 +174,7 @@ BASE_MODELS = {
     "opt": "OPTModel",
     "gemma": "GemmaModel",
     "gemma2": "Gemma2Model",
+    "olmo2": "Olmo2Model",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
     "bert": "BertModel",
@@ -222,3 +225,22 @@ def test_opt_with_embedding_projections_and_fixed_eps(tmp_path):
 def test_post_ln_opt_is_refused():
     with pytest.raises(ImpossibleExpansionError, match="post-LN OPT"):
         lemonkit.expand(build("opt", do_layer_norm_before=False), hidden_size=128)
+
+
+def test_olmo2_all_head_norms_need_dead_heads(monkeypatch):
+    """NOTES.md 13: q/k norms over all heads break under uneven head copies (64 -> 96);
+    whole copies plus dead heads are exact, and a regrouping is refused."""
+    from dataclasses import replace
+
+    import lemonkit.architectures as registry
+
+    small = build("olmo2")
+    exact = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96)).rel_error_fp64
+    with pytest.raises(ImpossibleExpansionError, match="query heads per KV head"):
+        lemonkit.expand(small, hidden_size=96, num_heads=6, num_kv_heads=2)
+    olmo2 = registry.table_for("olmo2")
+    tables = [replace(t, dead_heads=False) if t is olmo2 else t for t in registry.TABLES]
+    monkeypatch.setattr(registry, "TABLES", tables)
+    naive = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96)).rel_error_fp64
+    assert exact <= 1e-12
+    assert naive > 1e-3

@@ -29,6 +29,7 @@ from lemonkit.spaces import (
     attention_maps,
     check_layer_map,
     circular_map,
+    dead_head_maps,
     default_layer_map,
     stream_map,
 )
@@ -161,7 +162,8 @@ def make_plan(
         tgt["layers"] = len(layer_map)
     lmap = layer_map if layer_map is not None else default_layer_map(src["layers"], tgt["layers"])
     new_layers = check_layer_map(lmap, src["layers"])
-    heads_map, kv_map = attention_maps(
+    head_maps = dead_head_maps if table.dead_heads else attention_maps
+    heads_map, kv_map = head_maps(
         src["heads"], src["kv_heads"], tgt["heads"], tgt["kv_heads"], src["head_dim"]
     )
     maps = {
@@ -171,6 +173,12 @@ def make_plan(
         MLP: circular_map(src["mlp"], tgt["mlp"]),
         HEADS_QKV: replace(heads_map, name=HEADS_QKV, unit_size=3 * heads_map.unit_size),
     }
+    if table.dead_heads and abs(heads_map.eta - maps[HIDDEN].eta) > 1e-12:
+        raise ImpossibleExpansionError(
+            f"{config.model_type} shares one norm eps between the stream and the all-head q/k "
+            f"norms, so heads must grow like the hidden size (heads {src['heads']}->"
+            f"{tgt['heads']}, hidden {src['hidden']}->{tgt['hidden']})"
+        )
     for space, field_name in table.maybe_stream:
         size = getattr(config, field_name, None) or src["hidden"]
         maps[space] = (

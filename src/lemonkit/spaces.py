@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -137,6 +137,28 @@ def attention_maps(
         SpaceMap(HEADS, heads_src, heads_tgt, tuple(q_sources), unit_size=head_dim),
         SpaceMap(KV_HEADS, kv_src, kv_tgt, kv_sources, unit_size=head_dim),
     )
+
+
+def dead_head_maps(
+    heads_src: int, kv_src: int, heads_tgt: int, kv_tgt: int, head_dim: int
+) -> tuple[SpaceMap, SpaceMap]:
+    """Head maps for norms over all heads at once (OLMo2's q/k norms, NOTES.md 13):
+    floor(H'/H) whole copies of every head, the remaining heads *dead* (zero q, k and v
+    rows), so the normalised vector is zero-expanded and its mean square scales by
+    eta_h^2 = k H / H', like the stream's. Needs the group size kept.
+
+    >>> q, kv = dead_head_maps(4, 2, 6, 3, head_dim=8)
+    >>> q.sources, kv.sources
+    ((0, 1, 2, 3, -1, -1), (0, 1, -1))
+    """
+    if heads_src * kv_tgt != heads_tgt * kv_src:
+        raise ImpossibleExpansionError(
+            f"heads {heads_src}/{kv_src} -> {heads_tgt}/{kv_tgt}: a model that normalises all "
+            "heads at once needs the query heads per KV head kept"
+        )
+    q = stream_map(heads_src, heads_tgt, fill="zero", name=HEADS)
+    kv = stream_map(kv_src, kv_tgt, fill="zero", name=KV_HEADS)
+    return replace(q, unit_size=head_dim), replace(kv, unit_size=head_dim)
 
 
 def default_layer_map(src_layers: int, tgt_layers: int) -> list[int]:

@@ -130,6 +130,10 @@ def gemma2(**kw):
     return _llama_like(tf.Gemma2Config, tf.Gemma2ForCausalLM, **kw)
 
 
+def olmo2(**kw):
+    return _llama_like(tf.Olmo2Config, tf.Olmo2ForCausalLM, **kw)
+
+
 def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
     cfg = tf.ViTConfig(
         hidden_size=hidden,
@@ -182,6 +186,7 @@ BUILDERS = {
     "opt": opt,
     "gemma": gemma,
     "gemma2": gemma2,
+    "olmo2": olmo2,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,

@@ -7,7 +7,7 @@ format), add it to ``TABLES`` below, and add its config to ``tests/models.py``.
 from lemonkit.architectures.base import ArchTable
 from lemonkit.architectures.bert import BERT
 from lemonkit.architectures.gpt2 import GPT2
-from lemonkit.architectures.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, QWEN3
+from lemonkit.architectures.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, OLMO2, QWEN3
 from lemonkit.architectures.neox import GPT_NEOX, PHI
 from lemonkit.architectures.opt import OPT
 from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
@@ -21,6 +21,7 @@ BUILT_IN: tuple[ArchTable, ...] = (
     MIXTRAL,
     GEMMA,
     GEMMA2,
+    OLMO2,
     GPT_NEOX,
     PHI,
     OPT,

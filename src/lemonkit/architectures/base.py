@@ -135,6 +135,7 @@ class ArchTable:
     # (or is None), else a kept space of that size (OPT's word_embed_proj_dim)
     maybe_stream: tuple[tuple[str, str], ...] = ()
     norm_offset: float = 0.0  # norms multiply by (offset + weight): Gemma's (1 + w)
+    dead_heads: bool = False  # q/k norms over all heads: whole copies + dead heads (OLMo2)
     # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
     # embedding tensor, or None
     embed_scale_sqrt_hidden: str | None = None

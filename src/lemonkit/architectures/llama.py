@@ -123,3 +123,19 @@ GEMMA2 = replace(
         Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
     ),
 )
+
+OLMO2 = replace(
+    LLAMA,
+    model_types=("olmo2",),
+    classes=("Olmo2ForCausalLM", "Olmo2Model"),
+    base_classes=("Olmo2Model",),
+    # no input norms: attention and MLP read the raw (zero-filled) stream; their outputs
+    # pass post_attention_layernorm / post_feedforward_layernorm before the residual add
+    tensors=(
+        *(t for t in LLAMA.tensors if "input_layernorm" not in t.name),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_A + "q_norm.weight", (Gamma(HEADS),)),  # over all heads: [H * d]
+        Tensor(_A + "k_norm.weight", (Gamma(KV_HEADS),)),  # [KV * d]
+    ),
+    dead_heads=True,
+)

@@ -2,7 +2,7 @@
 
 Example:
     >>> print(describe_architectures().splitlines()[0])
-    model type            classes
+    gpt2: GPT2LMHeadModel, GPT2Model
 """
 
 from __future__ import annotations
@@ -59,16 +59,38 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     return "\n".join(lines)
 
 
+def exactness(table) -> list[str]:
+    """What grows exactly for a table, and the caveats, from the table's data."""
+    lines = []
+    if table.indivisible_lossy:
+        lines.append(
+            "hidden: exact for multiples of the source; other widths only with "
+            "--allow-lossy (approximate, error reported)"
+        )
+    else:
+        lines.append("hidden: exact at any width (float64 error ~1e-16)")
+    if table.dead_heads:
+        lines.append("heads: grow with the hidden size, group size kept (dead-head layout)")
+    else:
+        kv = ", KV heads (group-aware)" if table.config.kv_heads else ""
+        lines.append(f"heads{kv}, MLP: exact")
+    if any(t.post_ln for t in table.tensors):
+        lines.append("layers: exact up to O(layer_norm_eps) (Post-LN: the affine moves)")
+    else:
+        lines.append("layers: exact (new blocks output zero)")
+    if table.fixed_eps:
+        lines.append("norm eps kept: the stream is scaled by 1/eta instead")
+    return lines
+
+
 def describe_architectures() -> str:
-    lines = [f"{'model type':<22}{'classes'}"]
+    """The text of ``lemonkit list``.
+
+    >>> "llama" in describe_architectures()
+    True
+    """
+    lines = []
     for table in TABLES:
-        for mt in table.model_types:
-            lines.append(f"{mt:<22}{', '.join(c for c in table.classes)}")
-        exact = "hidden (any width), heads, kv heads, mlp, layers: exact"
-        if table.indivisible_lossy:
-            exact = (
-                "hidden: exact for multiples of the source; other widths only with "
-                "--allow-lossy (approximate); heads, mlp, layers: exact"
-            )
-        lines.append(f"{'':<22}grows: {exact}")
+        lines.append(f"{', '.join(table.model_types)}: {', '.join(table.classes)}")
+        lines += [f"    {line}" for line in exactness(table)]
     return "\n".join(lines)

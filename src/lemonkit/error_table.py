@@ -3,7 +3,7 @@
 Run ``python -m lemonkit.error_table`` (or ``make demo``) to reproduce the README table.
 
 Example:
-    >>> rows = measure(["gpt2"], ["depth only 2->5"])
+    >>> rows = measure(["gpt2"], ["depth 2->5"])
     >>> rows[0]["fp64"] == 0.0
     True
 """
@@ -18,13 +18,13 @@ from lemonkit.zoo import BUILDERS, build, mlp_size
 
 # source: hidden 64, 4 heads (2 KV heads for the LLaMA family), 2 layers
 KINDS: dict[str, dict] = {
-    "divisible 64->128": dict(hidden_size=128),
-    "indivisible 64->96": dict(hidden_size=96),
-    "ratio 2.5 64->160": dict(hidden_size=160),
-    "heads+KV 4/2->8/4": dict(hidden_size=128, num_heads=8, num_kv_heads=4),
-    "FFN only x1.7": dict(mlp_factor=1.7),
-    "depth only 2->5": dict(num_layers=5),
-    "everything 64->96, 2->3 layers, FFN x1.5": dict(hidden_size=96, num_layers=3, mlp_factor=1.5),
+    "64->128": dict(hidden_size=128),
+    "64->96": dict(hidden_size=96),
+    "64->160": dict(hidden_size=160),
+    "heads 4->8, KV 2->4": dict(hidden_size=128, num_heads=8, num_kv_heads=4),
+    "FFN x1.7": dict(mlp_factor=1.7),
+    "depth 2->5": dict(num_layers=5),
+    "64->96, 2->3 layers, FFN x1.5": dict(hidden_size=96, num_layers=3, mlp_factor=1.5),
 }
 
 
@@ -61,20 +61,18 @@ def measure(archs: list[str] | None = None, kinds: list[str] | None = None) -> l
 
 
 def to_markdown(rows: list[dict]) -> str:
+    """One row per architecture, one column per kind: "float64 / float32" errors."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     cell = {(r["arch"], r["kind"]): r for r in rows}
-    lines = [
-        "| expansion | " + " | ".join(archs) + " |",
-        "|---|" + "---|" * len(archs),
-    ]
-    for kind in kinds:
+    lines = ["| model type | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for arch in archs:
         cells = []
-        for arch in archs:
+        for kind in kinds:
             r = cell[(arch, kind)]
             text = f"{r['fp64']:.0e} / {r['fp32']:.0e}"
-            cells.append(f"refused; lossy: {text}" if r["lossy"] else text)
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+            cells.append(f"refused (lossy: {text})" if r["lossy"] else text)
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -30,21 +30,25 @@ def gpt2(hidden=64, heads=4, layers=2, **kw):
     return tf.GPT2LMHeadModel(cfg)
 
 
-def _llama_like(cfg_cls, model_cls, hidden=64, heads=4, kv=2, layers=2, mlp=96, **kw):
+def _standard(
+    cfg_cls, model_cls, hidden=64, heads=4, layers=2, mlp=96, mlp_field="intermediate_size", **kw
+):
+    """A model whose config uses the common field names (hidden_size, ...)."""
     cfg = cfg_cls(
         hidden_size=hidden,
         num_attention_heads=heads,
-        num_key_value_heads=kv,
         num_hidden_layers=layers,
-        intermediate_size=mlp,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=None,
+        **{mlp_field: mlp},
         **kw,
     )
     return model_cls(cfg)
+
+
+_LM = dict(vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0, eos_token_id=0)
+
+
+def _llama_like(cfg_cls, model_cls, kv=2, **kw):
+    return _standard(cfg_cls, model_cls, num_key_value_heads=kv, pad_token_id=None, **_LM, **kw)
 
 
 def llama(**kw):
@@ -65,57 +69,8 @@ def qwen3(**kw):
 
 
 def mixtral(**kw):
-    return _llama_like(
-        tf.MixtralConfig, tf.MixtralForCausalLM, num_local_experts=4, num_experts_per_tok=2, **kw
-    )
-
-
-def gpt_neox(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.GPTNeoXConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        intermediate_size=mlp,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        rotary_pct=0.5,
-        bos_token_id=0,
-        eos_token_id=0,
-        **kw,
-    )
-    return tf.GPTNeoXForCausalLM(cfg)
-
-
-def phi(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.PhiConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        intermediate_size=mlp,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        qk_layernorm=True,
-        bos_token_id=0,
-        eos_token_id=0,
-        **kw,
-    )
-    return tf.PhiForCausalLM(cfg)
-
-
-def opt(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.OPTConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        ffn_dim=mlp,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=1,
-        **kw,
-    )
-    return tf.OPTForCausalLM(cfg)
+    kw.update(num_local_experts=4, num_experts_per_tok=2)
+    return _llama_like(tf.MixtralConfig, tf.MixtralForCausalLM, **kw)
 
 
 def gemma(**kw):
@@ -134,44 +89,40 @@ def olmo2(**kw):
     return _llama_like(tf.Olmo2Config, tf.Olmo2ForCausalLM, **kw)
 
 
-def vit(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.ViTConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        intermediate_size=mlp,
-        image_size=16,
-        patch_size=4,
-        num_labels=5,
-        **kw,
+def gpt_neox(**kw):
+    return _standard(tf.GPTNeoXConfig, tf.GPTNeoXForCausalLM, rotary_pct=0.5, **_LM, **kw)
+
+
+def phi(**kw):
+    return _standard(tf.PhiConfig, tf.PhiForCausalLM, qk_layernorm=True, **_LM, **kw)
+
+
+def opt(**kw):
+    return _standard(
+        tf.OPTConfig, tf.OPTForCausalLM, mlp_field="ffn_dim", pad_token_id=1, **_LM, **kw
     )
-    return tf.ViTForImageClassification(cfg)
 
 
-def roberta_prelayernorm(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.RobertaPreLayerNormConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        intermediate_size=mlp,
+def vit(**kw):
+    return _standard(
+        tf.ViTConfig, tf.ViTForImageClassification, image_size=16, patch_size=4, num_labels=5, **kw
+    )
+
+
+def roberta_prelayernorm(**kw):
+    return _standard(
+        tf.RobertaPreLayerNormConfig,
+        tf.RobertaPreLayerNormForMaskedLM,
         vocab_size=VOCAB,
         max_position_embeddings=40,
         **kw,
     )
-    return tf.RobertaPreLayerNormForMaskedLM(cfg)
 
 
-def bert(hidden=64, heads=4, layers=2, mlp=96, **kw):
-    cfg = tf.BertConfig(
-        hidden_size=hidden,
-        num_attention_heads=heads,
-        num_hidden_layers=layers,
-        intermediate_size=mlp,
-        vocab_size=VOCAB,
-        max_position_embeddings=40,
-        **kw,
+def bert(**kw):
+    return _standard(
+        tf.BertConfig, tf.BertForMaskedLM, vocab_size=VOCAB, max_position_embeddings=40, **kw
     )
-    return tf.BertForMaskedLM(cfg)
 
 
 BUILDERS = {

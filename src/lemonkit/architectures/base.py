@@ -113,6 +113,16 @@ class ConfigFields:
     per_layer: tuple[str, ...] = ("layer_types",)  # config lists with one entry per layer
 
 
+# the field names most transformers configs use
+STANDARD_FIELDS = ConfigFields(
+    hidden="hidden_size",
+    layers="num_hidden_layers",
+    heads="num_attention_heads",
+    mlp="intermediate_size",
+    norm_eps=("layer_norm_eps",),
+)
+
+
 @dataclass(frozen=True)
 class ArchTable:
     """Everything lemonkit knows about one model type. See the module docstring."""

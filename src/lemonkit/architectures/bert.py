@@ -6,8 +6,8 @@ the new block (NOTES.md 6): exact up to O(eps) of the LayerNorm.
 """
 
 from lemonkit.architectures.base import (
+    STANDARD_FIELDS,
     ArchTable,
-    ConfigFields,
     In,
     Out,
     Tensor,
@@ -24,13 +24,7 @@ _P = "cls.predictions."
 BERT = ArchTable(
     model_types=("bert",),
     classes=("BertForMaskedLM", "BertModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        mlp="intermediate_size",
-        norm_eps=("layer_norm_eps",),
-    ),
+    config=STANDARD_FIELDS,
     base_prefix=_B,
     base_classes=("BertModel",),
     norm="layernorm",

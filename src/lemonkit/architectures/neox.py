@@ -6,9 +6,11 @@ per head), so they live in ``HEADS_QKV``: the head map with 3 x head_dim channel
 (treating them as [Q; K; V] is wrong, rel 0.63: NOTES.md 13).
 """
 
+from dataclasses import replace
+
 from lemonkit.architectures.base import (
+    STANDARD_FIELDS,
     ArchTable,
-    ConfigFields,
     In,
     Out,
     Tensor,
@@ -23,13 +25,7 @@ _L = _N + "layers.{i}."
 GPT_NEOX = ArchTable(
     model_types=("gpt_neox",),
     classes=("GPTNeoXForCausalLM", "GPTNeoXModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        mlp="intermediate_size",
-        norm_eps=("layer_norm_eps",),
-    ),
+    config=STANDARD_FIELDS,
     base_prefix=_N,
     base_classes=("GPTNeoXModel",),
     norm="layernorm",
@@ -60,14 +56,7 @@ _PL = _P + "layers.{i}."
 PHI = ArchTable(
     model_types=("phi",),
     classes=("PhiForCausalLM", "PhiModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        kv_heads="num_key_value_heads",
-        mlp="intermediate_size",
-        norm_eps=("layer_norm_eps",),
-    ),
+    config=replace(STANDARD_FIELDS, kv_heads="num_key_value_heads"),
     base_prefix=_P,
     base_classes=("PhiModel",),
     norm="layernorm",

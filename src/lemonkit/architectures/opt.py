@@ -7,9 +7,11 @@ tied head stay in the projection space; ``project_in`` writes the stream and
 ``project_out`` reads it.
 """
 
+from dataclasses import replace
+
 from lemonkit.architectures.base import (
+    STANDARD_FIELDS,
     ArchTable,
-    ConfigFields,
     In,
     Out,
     Tensor,
@@ -25,13 +27,7 @@ WORD_EMBED = "word_embed"  # the stream, or the kept projection space
 OPT = ArchTable(
     model_types=("opt",),
     classes=("OPTForCausalLM", "OPTModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        mlp="ffn_dim",
-        norm_eps=(),  # hard-coded 1e-5 in transformers
-    ),
+    config=replace(STANDARD_FIELDS, mlp="ffn_dim", norm_eps=()),  # eps hard-coded 1e-5
     base_prefix="model.",
     base_classes=("OPTModel",),
     norm="layernorm",

@@ -4,7 +4,15 @@ Its embedding LayerNorm and its MLM head (dense -> GELU -> LayerNorm -> tied dec
 make indivisible widths inexact (NOTES.md section 10).
 """
 
-from lemonkit.architectures.base import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
+from lemonkit.architectures.base import (
+    STANDARD_FIELDS,
+    ArchTable,
+    In,
+    Out,
+    Tensor,
+    layer_norm,
+    linear,
+)
 from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
 
 _R = "roberta_prelayernorm."
@@ -15,13 +23,7 @@ _L = _R + "encoder.layer.{i}."
 ROBERTA_PRELAYERNORM = ArchTable(
     model_types=("roberta-prelayernorm",),
     classes=("RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        mlp="intermediate_size",
-        norm_eps=("layer_norm_eps",),
-    ),
+    config=STANDARD_FIELDS,
     base_prefix="roberta_prelayernorm.",
     base_classes=("RobertaPreLayerNormModel",),
     norm="layernorm",

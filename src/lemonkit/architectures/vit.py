@@ -1,6 +1,14 @@
 """ViT (``ViTForImageClassification``): patch conv, CLS token, learned positions."""
 
-from lemonkit.architectures.base import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
+from lemonkit.architectures.base import (
+    STANDARD_FIELDS,
+    ArchTable,
+    In,
+    Out,
+    Tensor,
+    layer_norm,
+    linear,
+)
 from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
 
 _E = "vit.embeddings."
@@ -10,13 +18,7 @@ _L = "vit.layers.{i}."
 VIT = ArchTable(
     model_types=("vit",),
     classes=("ViTForImageClassification", "ViTModel"),
-    config=ConfigFields(
-        hidden="hidden_size",
-        layers="num_hidden_layers",
-        heads="num_attention_heads",
-        mlp="intermediate_size",
-        norm_eps=("layer_norm_eps",),
-    ),
+    config=STANDARD_FIELDS,
     base_prefix="vit.",
     base_classes=("ViTModel",),
     norm="layernorm",

@@ -46,3 +46,27 @@ def test_vocab_sample_keeps_special_ids():
     assert ids[:8].tolist() == list(range(8))
     assert len(ids) == 64 and len(set(ids.tolist())) == 64
     assert vocab_ids(40, 64, seed=0).tolist() == list(range(40))
+
+
+def test_blockwise_with_new_blocks_away_from_their_source(tmp_path):
+    """[0, 1, 0, 1]: the copy of layer 0 sits after layer 1; Post-LN moves the affine of
+    layer 1's output norm into it. Each source block is checked with its run of blocks."""
+    src = tmp_path / "small"
+    build("bert", dtype=torch.float64).save_pretrained(src)
+    out = tmp_path / "big"
+    expand_folder(src, out, layer_map=[0, 1, 0, 1], check=False, progress=False)
+    report = verify_blockwise(src, out, vocab_sample=32, tol_fp64=1e-11)
+    assert report.ok, report
+    assert [b["target_layers"] for b in report.blocks] == [[0], [1, 2, 3]]
+
+
+def test_blockwise_on_a_headless_checkpoint(tmp_path):
+    import transformers
+
+    torch.manual_seed(0)
+    src = tmp_path / "small"
+    transformers.LlamaModel(build("llama").config).double().save_pretrained(src)
+    out = tmp_path / "big"
+    expand_folder(src, out, hidden_size=96, num_layers=3, check=False, progress=False)
+    report = verify_blockwise(src, out, vocab_sample=32)
+    assert report.ok and report.rel_error_fp64 <= 1e-12, report

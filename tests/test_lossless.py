@@ -244,3 +244,28 @@ def test_olmo2_all_head_norms_need_dead_heads(monkeypatch):
     naive = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96)).rel_error_fp64
     assert exact <= 1e-12
     assert naive > 1e-3
+
+
+def test_verification_checks_every_copy_of_a_headless_output():
+    """A headless output is the grown stream: a wrong second copy must be caught."""
+    import transformers
+
+    torch.manual_seed(0)
+    small = transformers.LlamaModel(build("llama").config).double().eval()
+    big = lemonkit.expand(small, hidden_size=128)
+    assert lemonkit.verify(small, big).ok
+    with torch.no_grad():
+        big.norm.weight[64:] = 0
+    assert not lemonkit.verify(small, big).ok
+
+
+def test_bfloat16_divisible_expansions_are_held_to_float64_exactness():
+    """No irrational factor at a multiple of the width: 1e-12 even for bf16 weights, so
+    a 2% error in one copy of a norm is caught (a flat bf16 epsilon would let it pass)."""
+    small = build("llama", dtype=torch.bfloat16)
+    big = lemonkit.expand(small, hidden_size=128)
+    report = lemonkit.verify(small, big)
+    assert report.ok and report.tol_fp64 == 1e-12
+    with torch.no_grad():
+        big.model.layers[0].input_layernorm.weight[64:] *= 1.02
+    assert not lemonkit.verify(small, big).ok

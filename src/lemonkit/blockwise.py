@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from lemonkit.architectures import model_class, table_for
+from lemonkit.architectures import model_class
 from lemonkit.architectures.base import ArchTable
 from lemonkit.checkpoint import Checkpoint
 from lemonkit.errors import CheckpointError
@@ -53,15 +53,20 @@ def verify_blockwise(
     progress: bool = False,
     tol_fp64: float = 1e-12,
 ) -> VerifyReport:
-    """Compare ``src`` and ``out`` block by block; the report holds the worst block."""
+    """Compare ``src`` and ``out`` block by block; the report holds the worst block.
+
+    Source block i is compared with the run of target blocks from its original copy up to
+    the next original (its new blocks, whichever layers they copy, are identities there).
+    """
     source, target = Checkpoint.open(src), Checkpoint.open(out)
-    table = table_for(source.config.model_type)
+    table = source.table()
     layer_map = read_layer_map(Path(out))
+    runs = block_runs(layer_map)
     ids = vocab_ids(source.config.vocab_size, vocab_sample, seed) if table.vocab else None
     blocks = []
     n_src = getattr(source.config, table.config.layers)
     for i in tqdm(range(n_src), desc="verify blocks", disable=not progress):
-        made_from_i = [j for j, s in enumerate(layer_map) if s == i]
+        made_from_i = runs[i]
         small = slice_model(source, table, [i], ids)
         big = slice_model(target, table, made_from_i, ids)
         report = verify(small, big, seed=seed + i, tol_fp64=tol_fp64)
@@ -78,6 +83,17 @@ def verify_blockwise(
         max_abs_error_fp32=max(b["max_abs_error_fp32"] for b in blocks),
         blocks=blocks,
     )
+
+
+def block_runs(layer_map: list[int]) -> list[list[int]]:
+    """For each source layer, its original target layer and the new blocks after it.
+
+    >>> block_runs([0, 1, 0, 1])
+    [[0], [1, 2, 3]]
+    """
+    starts = [layer_map.index(i) for i in range(max(layer_map) + 1)]
+    ends = [*starts[1:], len(layer_map)]
+    return [list(range(a, b)) for a, b in zip(starts, ends, strict=True)]
 
 
 def read_layer_map(out: Path) -> list[int]:

@@ -95,6 +95,16 @@ class Checkpoint(Mapping[str, torch.Tensor]):
     def nbytes(self) -> int:
         return sum(p.stat().st_size for p in set(self._files.values()))
 
+    def is_headless(self) -> bool:
+        """A ``*Model`` checkpoint: its names lack the head model's base prefix."""
+        prefix = table_for(self.config.model_type).base_prefix
+        return bool(prefix) and not any(n.startswith(prefix) for n in self._files)
+
+    def table(self):
+        """The architecture table for this checkpoint (headless variant if needed)."""
+        table = table_for(self.config.model_type)
+        return table.base_model() if self.is_headless() else table
+
     def weight_paths(self) -> list[Path]:
         return sorted(set(self._files.values()))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lemonkit.architectures import model_class, table_for
+from lemonkit.architectures import model_class
 from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
 from lemonkit.engine import check_names, check_shape, iter_expand_tensor, target_shape
 from lemonkit.errors import CheckpointError, LemonkitError
@@ -56,9 +56,7 @@ def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, 
     """
     ckpt = Checkpoint.open(src)
     names = list(ckpt)
-    prefix = table_for(ckpt.config.model_type).base_prefix
-    base = bool(prefix) and not any(n.startswith(prefix) for n in names)
-    plan = make_plan(ckpt.config, base_model=base, **targets)
+    plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **targets)
     check_names(plan.table, names, plan.tied, plan.source_sizes["layers"])
     layout = []
     for e in target_entries(plan, names):

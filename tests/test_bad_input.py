@@ -242,3 +242,27 @@ def test_an_output_that_fails_verification_is_not_published(src, tmp_path, monke
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 2
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".lemonkit-" in p.name]
+
+
+def test_weights_in_other_formats_are_not_copied(src, tmp_path):
+    (src / "tf_model.h5").write_bytes(b"old shapes")
+    (src / "onnx").mkdir()
+    (src / "onnx" / "model.onnx").write_bytes(b"old shapes")
+    (src / "tokenizer.json").write_text("{}")
+    out = tmp_path / "out"
+    assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "generation_config.json",
+        "lemonkit.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+
+
+def test_conflicting_layer_counts_and_bad_sizes_are_refused(src, tmp_path):
+    out = tmp_path / "out"
+    run = _cli("expand", str(src), str(out), "--num-layers", "6", "--layer-map", "0,1,1")
+    _assert_clean_failure(run, tmp_path, "the layer map has 3 entries", out)
+    run = _cli("expand", str(src), str(out), "--hidden-size", "96", "--max-shard-size", "5X")
+    _assert_clean_failure(run, tmp_path, "cannot read size", out)

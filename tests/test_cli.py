@@ -128,3 +128,20 @@ def test_python_dash_m_runs_the_cli(gpt2_dir):
     )
     assert run.returncode == 0, run.stderr
     assert "transformer.wte.weight" in run.stdout
+
+
+def test_dtype_applies_to_floating_point_tensors_only(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src = tmp_path / "bert"
+    build("bert", dtype=torch.float32).save_pretrained(src)
+    tensors = load_file(src / "model.safetensors")
+    tensors["bert.embeddings.position_ids"] = torch.arange(40).unsqueeze(0)  # old checkpoints
+    save_file(tensors, src / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "out"
+    args = ["-q", "expand", str(src), str(out), "--hidden-size", "128", "--dtype", "bfloat16"]
+    assert main(args) == 0
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert f.get_tensor("bert.embeddings.position_ids").dtype == torch.int64
+        assert f.get_tensor("bert.embeddings.word_embeddings.weight").dtype == torch.bfloat16

@@ -269,3 +269,11 @@ def test_bfloat16_divisible_expansions_are_held_to_float64_exactness():
     with torch.no_grad():
         big.model.layers[0].input_layernorm.weight[64:] *= 1.02
     assert not lemonkit.verify(small, big).ok
+
+
+def test_explicit_head_dim_keeps_heads_when_width_is_not_a_multiple():
+    """Qwen3 with head_dim 32 independent of the width: 64 -> 100 keeps 4 heads."""
+    small = build("qwen3", head_dim=32)
+    big = lemonkit.expand(small, hidden_size=100)
+    assert big.config.num_attention_heads == small.config.num_attention_heads
+    assert lemonkit.verify(small, big).rel_error_fp64 <= 1e-12

@@ -55,3 +55,11 @@ def test_layernorm_with_sqrt_eta_is_lossless(tgt):
     torch.testing.assert_close(y2[:, :ds], y, rtol=1e-12, atol=1e-12)
     extras = y2[:, m.copies * ds :]
     assert extras.numel() == 0 or extras.abs().max() < 1e-12  # extras are zero
+
+
+def test_float16_subnormal_splits_sum_exactly():
+    """Weights below fp16's smallest normal still split exactly once stored in fp16."""
+    w = (torch.randn(64, 32) * 1e-5).to(torch.float16).to(torch.float32)
+    out = expand_in(w, 1, circular_map(32, 64), "lemon", _gen(), torch.float16)
+    stored = out.to(torch.float16).to(torch.float32)
+    assert torch.equal(stored[:, :32] + stored[:, 32:], w)

@@ -124,6 +124,9 @@ def iter_expand_tensor(
     to ``out_dtype`` (default: the source's).
     """
     check_shape(plan, spec, target_name, tuple(tensor.shape))
+    if not tensor.is_floating_point():  # integer buffers (position ids): nothing grows
+        yield tensor
+        return
     out_dtype = out_dtype or tensor.dtype
     compute = compute_dtype or (torch.float32 if out_dtype.itemsize <= 2 else torch.float64)
     shape = target_shape(plan, spec, tensor.shape)

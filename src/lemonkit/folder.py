@@ -84,7 +84,9 @@ def expand_folder(
     _check_paths(src, out, force)
     _check_sentence_transformers(src)
     ckpt, plan, layout = plan_folder(src, **targets)
-    entries: list[Entry] = [(e.name, dtype or ckpt.dtype(e.source), shp) for e, shp in layout]
+    entries: list[Entry] = [
+        (e.name, _out_dtype(ckpt.dtype(e.source), dtype), shp) for e, shp in layout
+    ]
     _remove_stale_temporaries(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
@@ -169,6 +171,11 @@ def recorded_tolerance(out: Path) -> float:
     return 1e-12
 
 
+def _out_dtype(source: torch.dtype, requested: torch.dtype | None) -> torch.dtype:
+    """``--dtype`` applies to floating-point tensors only (position ids stay integers)."""
+    return requested if (requested and source.is_floating_point) else source
+
+
 def _check_paths(src: Path, out: Path, force: bool) -> None:
     if out == src or src in out.parents or out in src.parents:
         raise LemonkitError(f"output {out} must not be the source folder, inside it, or above it")
@@ -187,18 +194,54 @@ def _write_config(plan: ExpansionPlan, folder: Path, dtype: torch.dtype | None) 
     cfg.save_pretrained(str(folder))
 
 
+# weights in other formats keep the source's shapes: never copied into the output
+WEIGHT_SUFFIXES = (
+    *PICKLE_SUFFIXES,
+    ".safetensors",
+    ".h5",
+    ".msgpack",
+    ".gguf",
+    ".onnx",
+    ".onnx_data",
+    ".tflite",
+    ".ot",
+    ".mlmodel",
+    ".npz",
+)
+WEIGHT_FOLDERS = ("onnx", "openvino", "coreml", "tflite", "tf_model", "flax_model")
+
+
 def _copy_other_files(src: Path, dst: Path) -> None:
-    """Tokenizer, generation config, README...: everything but weights and config."""
-    skip = {"config.json", SINGLE_FILE, INDEX_FILE, PROVENANCE_FILE}
-    for item in src.iterdir():
-        if item.name in skip or item.suffix in PICKLE_SUFFIXES or item.suffix == ".safetensors":
+    """Tokenizer, generation config, README...: everything but weights and config.
+
+    Weights in any format (and folders of exported models) are left out, with a warning:
+    they would still have the source's shapes.
+    """
+    skip = {"config.json", INDEX_FILE, PROVENANCE_FILE}
+    for item in sorted(src.iterdir()):
+        if item.name in skip or item.name.startswith("."):
             continue
-        if item.name.startswith("."):
+        if _is_weights(item):
+            if item.name != SINGLE_FILE and not item.name.startswith("model-"):
+                log.warning("not copied (weights of the source's size): %s", item.name)
             continue
         if item.is_dir():
-            shutil.copytree(item, dst / item.name)
+            shutil.copytree(item, dst / item.name, ignore=_ignore_weights)
         else:
             shutil.copy2(item, dst / item.name)
+
+
+def _is_weights(item: Path) -> bool:
+    if item.is_dir():
+        return item.name in WEIGHT_FOLDERS
+    return item.suffix in WEIGHT_SUFFIXES
+
+
+def _ignore_weights(folder: str, names: list[str]) -> list[str]:
+    left_out = [n for n in names if _is_weights(Path(folder) / n)]
+    for name in left_out:
+        log.warning("not copied (weights of the source's size): %s/%s", folder, name)
+    return left_out
 
 
 def _check_sentence_transformers(src: Path) -> None:
@@ -268,6 +311,11 @@ def _publish(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.lemonkit-old-{os.getpid()}")
         out.rename(old)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)  # put the previous output back
+        raise
     if old is not None:
         shutil.rmtree(old)

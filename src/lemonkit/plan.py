@@ -70,7 +70,7 @@ class ExpansionPlan:
         if not post_ln:
             return 1e-12
         eps = max(getattr(self.source_config, n) for n in self.table.config.norm_eps)
-        return max(1e-12, 10 * eps)
+        return eps + 1e-12  # measured: 0.05 eps at eps 1e-5, 1.1e-12 at eps 1e-12
 
     def to_json(self) -> dict:
         """A JSON-able record of every choice (for the provenance file)."""
@@ -159,6 +159,10 @@ def make_plan(
     )
     if layer_map is not None:
         layer_map = list(layer_map)
+        if num_layers is not None and num_layers != len(layer_map):
+            raise ImpossibleExpansionError(
+                f"num_layers={num_layers} but the layer map has {len(layer_map)} entries"
+            )
         tgt["layers"] = len(layer_map)
     lmap = layer_map if layer_map is not None else default_layer_map(src["layers"], tgt["layers"])
     new_layers = check_layer_map(lmap, src["layers"])
@@ -228,7 +232,8 @@ def _target_sizes(
     hidden = hidden or src["hidden"]
     derived_head_dim = table.config.head_dim is None  # head_dim = hidden / heads
     if heads is None:
-        if src["hidden"] != src["heads"] * d and hidden == src["hidden"]:
+        heads_follow_hidden = src["hidden"] == src["heads"] * d
+        if not heads_follow_hidden:  # explicit head_dim: heads kept unless given
             heads = src["heads"]
         elif hidden % d:
             raise ImpossibleExpansionError(
@@ -236,7 +241,7 @@ def _target_sizes(
                 "kept for a lossless expansion (choose a multiple of it, or give num_heads)"
             )
         else:
-            heads = hidden // d if src["hidden"] == src["heads"] * d else src["heads"]
+            heads = hidden // d
     if derived_head_dim and heads * d != hidden:
         raise ImpossibleExpansionError(
             f"hidden size {hidden} with {heads} heads gives head_dim {hidden / heads:g}, but "

@@ -197,6 +197,7 @@ def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dty
     bits, mask, int_type = _FLOAT_BITS[values.dtype]
     shift = bits - min(bits, _significand_bits(dtype))
     c = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
+    c.clamp_(min=torch.finfo(dtype).smallest_normal)  # subnormals: the dtype's finest grid
     c.mul_(1.5 * 2.0**shift)
     return values.add(c).sub_(c)
 

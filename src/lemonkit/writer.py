@@ -41,24 +41,21 @@ def nbytes(entry: Entry) -> int:
 
 
 def parse_size(text: str | int) -> int:
-    """``"5GB"`` -> 5_000_000_000 (Hugging Face's decimal units; also KiB/MiB/GiB)."""
+    """``"5GB"`` -> 5_000_000_000 (Hugging Face's decimal units; also K/M/G and KiB/MiB/GiB).
+
+    >>> parse_size("500M"), parse_size("2GiB")
+    (500000000, 2147483648)
+    """
     if isinstance(text, int):
         return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", text.upper())
-    if not m:
-        raise ValueError(f"cannot read size {text!r}; use e.g. 500MB or 5GB")
-    units = {
-        "": 1,
-        "B": 1,
-        "KB": 10**3,
-        "MB": 10**6,
-        "GB": 10**9,
-        "TB": 10**12,
-        "KIB": 2**10,
-        "MIB": 2**20,
-        "GIB": 2**30,
-        "TIB": 2**40,
-    }
+    units = {"": 1, "B": 1}
+    for i, prefix in enumerate("KMGT", start=1):
+        units.update(
+            {prefix: 10 ** (3 * i), prefix + "B": 10 ** (3 * i), prefix + "IB": 2 ** (10 * i)}
+        )
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*", text.upper())
+    if not m or m.group(2) not in units:
+        raise ValueError(f"cannot read size {text!r}; use e.g. 500MB, 5GB or 2GiB")
     return int(float(m.group(1)) * units[m.group(2)])
 
 

@@ -52,6 +52,7 @@ def verify_blockwise(
     seed: int = 0,
     progress: bool = False,
     tol_fp64: float = 1e-12,
+    source_dtype: torch.dtype | None = None,
 ) -> VerifyReport:
     """Compare ``src`` and ``out`` block by block; the report holds the worst block.
 
@@ -67,7 +68,7 @@ def verify_blockwise(
     n_src = getattr(source.config, table.config.layers)
     for i in tqdm(range(n_src), desc="verify blocks", disable=not progress):
         made_from_i = runs[i]
-        small = slice_model(source, table, [i], ids)
+        small = slice_model(source, table, [i], ids, dtype=source_dtype)
         big = slice_model(target, table, made_from_i, ids)
         report = verify(small, big, seed=seed + i, tol_fp64=tol_fp64)
         blocks.append({"source_layer": i, "target_layers": made_from_i, **report.to_json()})
@@ -117,7 +118,11 @@ def vocab_ids(vocab_size: int, sample: int, seed: int) -> torch.Tensor:
 
 
 def slice_model(
-    ckpt: Checkpoint, table: ArchTable, layers: list[int], ids: torch.Tensor | None
+    ckpt: Checkpoint,
+    table: ArchTable,
+    layers: list[int],
+    ids: torch.Tensor | None,
+    dtype: torch.dtype | None = None,
 ) -> torch.nn.Module:
     """Embeddings + the given layers (renumbered 0..) + head, vocabulary rows ``ids``.
 
@@ -144,6 +149,8 @@ def slice_model(
             state[name] = tensor[ids] if (ids is not None and name in table.vocab) else tensor
         elif layer in layers:
             state[spec.with_layer(name, layers.index(layer))] = ckpt[name]
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     with tempfile.TemporaryDirectory(prefix="lemonkit-slice-") as folder:
         save_file(
             {k: v.contiguous() for k, v in state.items()},

@@ -115,7 +115,9 @@ def expand_folder(
         _write_provenance(tmp, src, plan, None, files)
         report = None
         if check:
-            report = verify_folders(src, tmp, progress=progress, tol_fp64=plan.expected_error)
+            report = verify_folders(
+                src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
+            )
             if not report.ok and not plan.lossy_reason:
                 raise LemonkitError(
                     "verification failed, nothing was written: " + " ".join(str(report).split())
@@ -128,16 +130,19 @@ def expand_folder(
     return FolderResult(out, plan, files, report)
 
 
-def load_model(folder: str | Path) -> torch.nn.Module:
-    """``from_pretrained`` with the class named in config.json (safetensors only)."""
+def load_model(folder: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """``from_pretrained`` with the class named in config.json (safetensors only), in
+    ``dtype`` if given (else the checkpoint's)."""
     ckpt = Checkpoint.open(folder)  # validates, refuses pickles
     cls = model_class(ckpt.config)
     if not hasattr(cls, "from_pretrained"):  # a user-declared plain nn.Module
         from lemonkit.model import build_model
 
-        return build_model(cls, ckpt.config, {n: ckpt[n] for n in ckpt}).eval()
+        state = {n: _cast(ckpt[n], dtype) for n in ckpt}
+        return build_model(cls, ckpt.config, state).eval()
     try:
-        return cls.from_pretrained(str(folder), use_safetensors=True).eval()
+        kwargs = {"dtype": dtype} if dtype else {}
+        return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs).eval()
     except Exception as e:
         raise CheckpointError(
             f"{folder}: from_pretrained failed: {' '.join(str(e).split())[:300]}"
@@ -145,11 +150,17 @@ def load_model(folder: str | Path) -> torch.nn.Module:
 
 
 def verify_folders(
-    src: str | Path, out: str | Path, *, blockwise: bool | None = None, **kwargs
+    src: str | Path,
+    out: str | Path,
+    *,
+    blockwise: bool | None = None,
+    source_dtype: torch.dtype | None = None,
+    **kwargs,
 ) -> VerifyReport:
     """Compare two folders: whole models with :func:`lemonkit.verify`, or block by block
     (:func:`lemonkit.blockwise.verify_blockwise`) when ``blockwise`` or, if None, when
-    the two checkpoints together exceed ``BLOCKWISE_ABOVE_BYTES``."""
+    the two checkpoints together exceed ``BLOCKWISE_ABOVE_BYTES``. ``source_dtype``: the
+    source is cast to it first (``--dtype``: the expansion must add nothing to the cast)."""
     if "tol_fp64" not in kwargs:
         kwargs["tol_fp64"] = recorded_tolerance(Path(out))
     if blockwise is None:
@@ -158,9 +169,9 @@ def verify_folders(
     if blockwise:
         from lemonkit.blockwise import verify_blockwise
 
-        return verify_blockwise(src, out, **kwargs)
+        return verify_blockwise(src, out, source_dtype=source_dtype, **kwargs)
     kwargs.pop("progress", None)
-    return verify(load_model(src), load_model(out), **kwargs)
+    return verify(load_model(src, source_dtype), load_model(out), **kwargs)
 
 
 def recorded_tolerance(out: Path) -> float:
@@ -169,6 +180,10 @@ def recorded_tolerance(out: Path) -> float:
     if record.is_file():
         return json.loads(record.read_text())["plan"].get("expected_error_fp64", 1e-12)
     return 1e-12
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype and tensor.is_floating_point() else tensor
 
 
 def _out_dtype(source: torch.dtype, requested: torch.dtype | None) -> torch.dtype:

@@ -30,6 +30,7 @@ from lemonkit.errors import (
 )
 from lemonkit.model import expand
 from lemonkit.plan import ExpansionPlan, make_plan
+from lemonkit.schedule import get_lemon_schedule
 from lemonkit.verify import VerifyReport, verify
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "expand",
     "expand_state_dict",
     "expand_tensor",
+    "get_lemon_schedule",
     "iter_expanded",
     "make_plan",
     "supported_model_types",

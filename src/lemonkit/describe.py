@@ -42,12 +42,14 @@ def rule_text(plan: ExpansionPlan, spec: Tensor, is_new: bool) -> str:
 
 def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     s, t = plan.source_sizes, plan.sizes
+    record = plan.to_json()
     lines = [
         f"model type {plan.model_type}, method {plan.method}, seed {plan.seed}",
         "sizes: " + ", ".join(f"{k} {s[k]}->{t[k]}" for k in s),
         f"layer map (target <- source): {plan.layer_map}; new blocks at "
         f"{[i for i, n in enumerate(plan.new_layers) if n]}",
-        f"eta = {plan.maps['hidden'].eta:.6g}, norm eps x {plan.maps['hidden'].eta ** 2:.6g}",
+        f"eta = {plan.maps['hidden'].eta:.6g}, norm eps x {record['norm_eps_scale']:.6g}, "
+        f"stream scale {record['stream_scale']:.6g}",
     ]
     if plan.lossy_reason:
         lines.append(f"LOSSY (allowed): {plan.lossy_reason}")

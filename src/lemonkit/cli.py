@@ -130,6 +130,9 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
         type=_int_list,
         help="source layer of each target layer, e.g. 0,0,1,1 (repeats are new blocks)",
     )
+    p.add_argument("--hidden-sizes", type=_int_list, help="staged CNNs: per-stage widths")
+    p.add_argument("--depths", type=_int_list, help="staged CNNs: per-stage block counts")
+    p.add_argument("--embedding-size", type=int, help="staged CNNs: the stem's width")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=["lemon", "net2net"], default="lemon")
     p.add_argument(
@@ -154,6 +157,9 @@ def _targets(args) -> dict:
         "num_kv_heads": args.num_kv_heads,
         "intermediate_size": args.intermediate_size,
         "layer_map": args.layer_map,
+        "hidden_sizes": args.hidden_sizes,
+        "depths": args.depths,
+        "embedding_size": args.embedding_size,
         "seed": args.seed,
         "method": args.method,
         "allow_lossy": args.allow_lossy,
@@ -216,7 +222,7 @@ def cmd_list(args) -> int:
 
 def _sizes_line(plan) -> str:
     s, t = plan.source_sizes, plan.sizes
-    parts = [f"{k} {s[k]}->{t[k]}" for k in ("hidden", "heads", "kv_heads", "mlp", "layers")]
+    parts = [f"{k} {s[k]}->{t[k]}" for k in t if k != "head_dim"]
     return "  " + ", ".join(parts) + f"; method {plan.method}, seed {plan.seed}"
 
 

@@ -46,9 +46,12 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     lines = [
         f"model type {plan.model_type}, method {plan.method}, seed {plan.seed}",
         "sizes: " + ", ".join(f"{k} {s[k]}->{t[k]}" for k in s),
-        f"layer map (target <- source): {plan.layer_map}; new blocks at "
-        f"{[i for i, n in enumerate(plan.new_layers) if n]}",
-        f"eta = {plan.maps['hidden'].eta:.6g}, norm eps x {record['norm_eps_scale']:.6g}, "
+        *(
+            f"layer map{' of ' + g if g else ''} (target <- source): {m}; new blocks at "
+            f"{[i for i, n in enumerate(new) if n]}"
+            for g, (m, new) in (plan.groups.items() or [(None, (plan.layer_map, plan.new_layers))])
+        ),
+        f"eta = {plan.eta:.6g}, norm eps x {record['norm_eps_scale']:.6g}, "
         f"stream scale {record['stream_scale']:.6g}",
     ]
     if plan.lossy_reason:
@@ -63,6 +66,12 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
 
 def exactness(table) -> list[str]:
     """What grows exactly for a table, and the caveats, from the table's data."""
+    if table.stages:
+        return [
+            "stage widths and the stem: exact at any width (channels copied through BatchNorm)",
+            "depth per stage: exact (new blocks copy a block after the first; their last "
+            "BatchNorm is zero)",
+        ]
     lines = []
     if table.indivisible_lossy:
         lines.append(

@@ -55,7 +55,7 @@ def iter_expanded(
     out_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
-    check_names(plan.table, list(state_dict), plan.tied, plan.source_sizes["layers"])
+    check_names(plan, list(state_dict))
     for e in target_entries(plan, list(state_dict)):
         tensor = expand_tensor(
             plan,
@@ -335,14 +335,16 @@ def match_or_raise(table: ArchTable, name: str) -> tuple[Tensor, int | None]:
     return found
 
 
-def check_names(table: ArchTable, names: list[str], tied: bool, n_layers: int) -> None:
+def check_names(plan: ExpansionPlan, names: list[str]) -> None:
     """Every tensor is known, in a layer the config has, and no required one is missing."""
+    table, tied, n_layers = plan.table, plan.tied, plan.source_sizes["layers"]
     for name in names:
-        _, layer = match_or_raise(table, name)
-        if layer is not None and layer >= n_layers:
-            raise CheckpointError(
-                f"unexpected tensor {name!r}: the config has only {n_layers} layers"
-            )
+        spec, layer = match_or_raise(table, name)
+        if spec.group and spec.group not in plan.groups:
+            raise CheckpointError(f"unexpected tensor {name!r}: the config has no {spec.group}")
+        limit = max(plan.layer_map_of(spec.group)[0]) + 1 if spec.group else n_layers
+        if layer is not None and layer >= limit:
+            raise CheckpointError(f"unexpected tensor {name!r}: the config has only {limit} layers")
     present = set(names)
     for spec in table.tensors:
         if spec.optional:

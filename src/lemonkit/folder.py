@@ -57,7 +57,7 @@ def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, 
     ckpt = Checkpoint.open(src)
     names = list(ckpt)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **targets)
-    check_names(plan.table, names, plan.tied, plan.source_sizes["layers"])
+    check_names(plan, names)
     layout = []
     for e in target_entries(plan, names):
         if plan.tied and e.name == plan.table.tie_embeddings[0]:
@@ -108,10 +108,17 @@ def expand_folder(
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="expand", disable=not progress
         ) as bar:
-            files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, bar.update)
+            done = iter(range(1, len(entries) + 1))
+
+            def advance(n_bytes: int) -> None:  # bytes on the bar, tensors beside it
+                bar.update(n_bytes)
+                bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
+
+            files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, advance)
         _write_config(plan, tmp, dtype)
         _copy_other_files(src, tmp)
-        _update_pooling_configs(tmp, plan.sizes["hidden"])
+        if "hidden" in plan.sizes:
+            _update_pooling_configs(tmp, plan.sizes["hidden"])
         _write_provenance(tmp, src, plan, None, files)
         report = None
         if check:

@@ -32,11 +32,15 @@ def expand(
     layer_map: list[int] | None = None,
     allow_lossy: bool = False,
     return_plan: bool = False,
+    hidden_sizes: list[int] | None = None,
+    depths: list[int] | None = None,
+    embedding_size: int | None = None,
 ) -> torch.nn.Module | tuple[torch.nn.Module, ExpansionPlan]:
     """Expand a ``transformers`` model losslessly; the source is not modified.
 
     Sizes left out keep the source's value (heads follow the hidden size, head_dim
-    kept). ``method="net2net"`` uses equal splits (no symmetry breaking).
+    kept). ``method="net2net"`` uses equal splits (no symmetry breaking). Staged CNNs
+    (ResNet) take per-stage ``hidden_sizes`` and ``depths`` and ``embedding_size``.
     """
     table = lemonkit_table(model.config.model_type)
     state, plan = expand_state_dict(
@@ -50,6 +54,9 @@ def expand(
         num_kv_heads=num_kv_heads,
         intermediate_size=intermediate_size,
         layer_map=layer_map,
+        hidden_sizes=hidden_sizes,
+        depths=depths,
+        embedding_size=embedding_size,
         seed=seed,
         method=method,
         allow_lossy=allow_lossy,

@@ -52,16 +52,27 @@ class ExpansionPlan:
     tied: bool = False
     lossy_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    # layer groups with their own maps (CNN stages): group -> (layer map, new blocks)
+    groups: dict[str, tuple[list[int], list[bool]]] = field(default_factory=dict)
+
+    def layer_map_of(self, group: str | None) -> tuple[list[int], list[bool]]:
+        """The layer map and new-block flags that a tensor of ``group`` follows."""
+        return self.groups[group] if group else (self.layer_map, self.new_layers)
 
     @property
     def model_type(self) -> str:
         return self.source_config.model_type
 
     @property
+    def eta(self) -> float:
+        """The stream's norm rescale sqrt(k Ds/Dt) (1 for models without a stream norm)."""
+        return self.maps[HIDDEN].eta if HIDDEN in self.maps else 1.0
+
+    @property
     def stream_scale(self) -> float:
         """Factor on everything written into the stream: 1, or 1/eta where the norm eps
         cannot be rescaled (then ms(x*) = ms(x) and the norms need no new eps)."""
-        return 1.0 / self.maps[HIDDEN].eta if self.table.fixed_eps else 1.0
+        return 1.0 / self.eta if self.table.fixed_eps else 1.0
 
     @property
     def expected_error(self) -> float:
@@ -82,10 +93,11 @@ class ExpansionPlan:
             "target_sizes": self.sizes,
             "tied_embeddings": self.tied,
             "layer_map": self.layer_map,
+            "stage_layer_maps": {g: m for g, (m, _) in self.groups.items()},
             "new_layers": [i for i, new in enumerate(self.new_layers) if new],
             "spaces": {name: m.to_json() for name, m in self.maps.items()},
-            "eta": self.maps[HIDDEN].eta,
-            "norm_eps_scale": 1.0 if self.table.fixed_eps else self.maps[HIDDEN].eta ** 2,
+            "eta": self.eta,
+            "norm_eps_scale": 1.0 if self.table.fixed_eps else self.eta**2,
             "stream_scale": self.stream_scale,
             "lossy_reason": self.lossy_reason,
             "expected_error_fp64": self.expected_error,
@@ -137,13 +149,17 @@ def make_plan(
     method: str = "lemon",
     allow_lossy: bool = False,
     base_model: bool | None = None,
+    hidden_sizes: list[int] | None = None,
+    depths: list[int] | None = None,
+    embedding_size: int | None = None,
 ) -> ExpansionPlan:
     """Resolve the target sizes (left-out ones keep the source's) and build the maps.
 
     Heads follow the hidden size with head_dim kept; KV heads keep the source's group
     size when it divides the new head count, else the source's KV head count.
     ``base_model``: the checkpoint is a headless model (``LlamaModel``, ``BertModel``...);
-    None decides from ``config.architectures``.
+    None decides from ``config.architectures``. Staged CNNs (ResNet) take per-stage
+    ``hidden_sizes`` and ``depths`` and the stem's ``embedding_size`` instead.
     """
     if method not in METHODS:
         raise ImpossibleExpansionError(f"method must be one of {METHODS}, got {method!r}")
@@ -153,6 +169,20 @@ def make_plan(
         base_model = bool(archs) and archs[0] in table.base_classes
     if base_model:
         table = table.base_model()
+    stage_args = (hidden_sizes, depths, embedding_size)
+    transformer_args = (hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size)
+    if table.stages:
+        if any(a is not None for a in (*transformer_args, layer_map)):
+            raise ImpossibleExpansionError(
+                f"{config.model_type} grows per stage: give hidden_sizes, depths and "
+                "embedding_size (--hidden-sizes, --depths, --embedding-size)"
+            )
+        return _stage_plan(config, table, hidden_sizes, depths, embedding_size, seed, method)
+    if any(a is not None for a in stage_args):
+        raise ImpossibleExpansionError(
+            f"hidden_sizes, depths and embedding_size are for staged CNNs; {config.model_type} "
+            "takes hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size"
+        )
     src = source_sizes(config, table)
     tgt = _target_sizes(
         table, src, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size
@@ -217,6 +247,78 @@ def make_plan(
     )
     plan.target_config = target_config(plan)
     return plan
+
+
+def _stage_plan(config, table: ArchTable, widths, depths, stem, seed, method) -> ExpansionPlan:
+    """The plan of a staged CNN: one channel space per stage (and its bottleneck), the
+    stem's, and one layer map per stage (new blocks copy blocks after the first)."""
+    f = table.stages
+    for name, value in ((f.widths, widths), (f.depths, depths)):
+        if value is not None and len(value) != len(getattr(config, name)):
+            raise ImpossibleExpansionError(
+                f"{name} needs {len(getattr(config, name))} entries, one per stage; got {value}"
+            )
+    for field_name, value, why in table.requires:
+        if getattr(config, field_name, value) != value:
+            raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")
+    src = {
+        "stem": getattr(config, f.embedding),
+        "widths": list(getattr(config, f.widths)),
+        "depths": list(getattr(config, f.depths)),
+    }
+    tgt = {
+        "stem": stem or src["stem"],
+        "widths": list(widths or src["widths"]),
+        "depths": list(depths or src["depths"]),
+    }
+    channels = config.num_channels
+    maps = {
+        "pixels": circular_map(channels, channels, name="pixels"),
+        "stem": circular_map(src["stem"], tgt["stem"], name="stem"),
+    }
+    groups = {}
+    for s, (w_s, w_t, d_s, d_t) in enumerate(
+        zip(src["widths"], tgt["widths"], src["depths"], tgt["depths"], strict=True)
+    ):
+        if w_s % f.reduction or w_t % f.reduction:
+            raise ImpossibleExpansionError(
+                f"stage {s}: width {w_t} must be a multiple of the bottleneck reduction "
+                f"{f.reduction}"
+            )
+        maps[f"stage{s}"] = circular_map(w_s, w_t, name=f"stage{s}")
+        maps[f"stage{s}_mid"] = circular_map(
+            w_s // f.reduction, w_t // f.reduction, name=f"stage{s}_mid"
+        )
+        if d_t > d_s and d_s < 2:
+            raise ImpossibleExpansionError(
+                f"stage {s} has a single block, whose input width and shortcut differ from "
+                "the stage's: new blocks need a block after the first to copy"
+            )
+        lmap = (
+            list(range(d_s))
+            if d_t == d_s
+            else [0] + [1 + i for i in default_layer_map(d_s - 1, d_t - 1)]
+        )
+        groups[f"stage{s}"] = (lmap, check_layer_map(lmap, d_s))
+    maps["last_stage"] = maps[f"stage{len(src['widths']) - 1}"]
+    cfg = copy.deepcopy(config)
+    setattr(cfg, f.embedding, tgt["stem"])
+    setattr(cfg, f.widths, tgt["widths"])
+    setattr(cfg, f.depths, tgt["depths"])
+    src["layers"], tgt["layers"] = sum(src["depths"]), sum(tgt["depths"])
+    return ExpansionPlan(
+        table=table,
+        source_config=config,
+        target_config=cfg,
+        sizes=tgt,
+        source_sizes=src,
+        maps=maps,
+        layer_map=[],
+        new_layers=[],
+        method=method,
+        seed=seed,
+        groups=groups,
+    )
 
 
 def _target_sizes(
@@ -309,20 +411,20 @@ def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[TargetE
     """
     from lemonkit.engine import match_or_raise  # local import: engine imports plan
 
-    per_layer: dict[int, list[tuple[str, Tensor]]] = {}
+    per_layer: dict[tuple[str | None, int], list[tuple[str, Tensor]]] = {}
     entries: list[TargetEntry] = []
     for name in source_names:
         spec, layer = match_or_raise(plan.table, name)
         if layer is None:
             entries.append(TargetEntry(name, name, spec, False))
         else:
-            per_layer.setdefault(layer, []).append((name, spec))
-    for t_layer, s_layer in enumerate(plan.layer_map):
-        for name, spec in per_layer.get(s_layer, []):
-            t_name = spec.with_layer(name, t_layer)
-            entries.append(
-                _post_ln(plan, TargetEntry(t_name, name, spec, plan.new_layers[t_layer]), t_layer)
-            )
+            per_layer.setdefault((spec.group, layer), []).append((name, spec))
+    for group in [None, *plan.groups]:
+        layer_map, new_layers = plan.layer_map_of(group)
+        for t_layer, s_layer in enumerate(layer_map):
+            for name, spec in per_layer.get((group, s_layer), []):
+                entry = TargetEntry(spec.with_layer(name, t_layer), name, spec, new_layers[t_layer])
+                entries.append(_post_ln(plan, entry, t_layer))
     return entries
 
 

@@ -98,7 +98,7 @@ def write_shards(
                 written = 0
                 for chunk in [item] if isinstance(item, torch.Tensor) else item:
                     _check_chunk(entry, chunk)
-                    out.write(chunk.contiguous().view(torch.uint8).numpy())
+                    out.write(chunk.contiguous().reshape(-1).view(torch.uint8).numpy())
                     written += chunk.numel() * chunk.element_size()
                 if written != nbytes(entry):
                     raise AssertionError(f"{entry[0]}: wrote {written} bytes of {nbytes(entry)}")

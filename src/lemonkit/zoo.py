@@ -178,3 +178,23 @@ def mlp_size(model) -> int:
     from lemonkit.plan import source_sizes
 
     return source_sizes(model.config, table_for(model.config.model_type))["mlp"]
+
+
+def resnet(dtype=torch.float64, seed: int = 0, **kw):
+    """A random bottleneck ResNet with randomised BatchNorm statistics (eval mode)."""
+    from lemonkit.model import init_like_from_pretrained
+
+    torch.manual_seed(seed)
+    kw = {"embedding_size": 8, "hidden_sizes": [16, 32], "depths": [2, 2], **kw}
+    cfg = tf.ResNetConfig(layer_type="bottleneck", num_labels=5, **kw)
+    model = init_like_from_pretrained(tf.ResNetForImageClassification(cfg).to(dtype).eval())
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(torch.randn_like(buf) * 0.3)
+            elif name.endswith("running_var"):
+                buf.copy_(torch.rand_like(buf) + 0.5)
+        for name, p in model.named_parameters():
+            if "normalization" in name:
+                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+    return model

@@ -10,6 +10,7 @@ from lemonkit.architectures.gpt2 import GPT2
 from lemonkit.architectures.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, OLMO2, QWEN3
 from lemonkit.architectures.neox import GPT_NEOX, PHI
 from lemonkit.architectures.opt import OPT
+from lemonkit.architectures.resnet import RESNET
 from lemonkit.architectures.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.architectures.vit import VIT
 from lemonkit.errors import UnsupportedModelError
@@ -28,6 +29,7 @@ BUILT_IN: tuple[ArchTable, ...] = (
     VIT,
     ROBERTA_PRELAYERNORM,
     BERT,
+    RESNET,
 )
 
 

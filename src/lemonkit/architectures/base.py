@@ -82,6 +82,7 @@ class Tensor:
     stream_norm: bool = False
     optional: bool = False
     post_ln: str | None = None
+    group: str | None = None  # a layer group with its own layer map (a CNN stage)
 
     @property
     def per_layer(self) -> bool:
@@ -111,6 +112,17 @@ class ConfigFields:
     head_dim: str | None = None  # explicit head_dim attribute, if the config has one
     mlp_default_mult: int | None = None  # mlp field None means this many x hidden (GPT-2)
     per_layer: tuple[str, ...] = ("layer_types",)  # config lists with one entry per layer
+
+
+@dataclass(frozen=True)
+class StageFields:
+    """A staged CNN's config names: per-stage widths and depths, the stem width, and the
+    bottleneck reduction (space names: ``stem``, ``stage{s}``, ``stage{s}_mid``)."""
+
+    embedding: str = "embedding_size"
+    widths: str = "hidden_sizes"
+    depths: str = "depths"
+    reduction: int = 4
 
 
 # the field names most transformers configs use
@@ -149,6 +161,7 @@ class ArchTable:
     # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
     # embedding tensor, or None
     embed_scale_sqrt_hidden: str | None = None
+    stages: StageFields | None = None  # a staged CNN (ResNet) instead of one stream
     # user-declared models (lemonkit.register): built as model_class(config_class(**json))
     model_class: type | None = None
     config_class: type | None = None

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from lemonkit.zoo import build
+from lemonkit.zoo import BUILDERS, build, exact_width, mlp_size
 
 
 def _mlp_preactivations(model, x):
@@ -62,3 +62,44 @@ def test_seed_changes_splits_but_not_the_function():
     assert not torch.equal(a.state_dict()[w], b.state_dict()[w])
     assert torch.equal(a.state_dict()[w], c.state_dict()[w])
     assert lemonkit.verify(small, b).ok
+
+
+def _first_mlp_producer(model):
+    """The first layer's weight whose axis writes the MLP space, and that axis."""
+    from lemonkit.architectures import table_for
+    from lemonkit.architectures.base import Out
+
+    table = table_for(model.config.model_type)
+    params = dict(model.named_parameters())
+    for spec in table.tensors:
+        for axis, rule in enumerate(spec.axes):
+            name = spec.name.replace("{i}", "0")
+            space = rule.space if isinstance(rule, Out) else None
+            first = space[0] if isinstance(space, tuple) else space  # fused [gate; up]: gate
+            if first == "mlp" and name in params:
+                return params[name], axis
+    raise AssertionError("no MLP producer")
+
+
+@pytest.mark.parametrize("arch", list(BUILDERS))
+def test_every_architecture_breaks_symmetry_with_lemon_only(arch):
+    """Replicated MLP units get different gradients with LEMON's splits, identical ones
+    with Net2Net's (so they would stay identical for ever)."""
+    from lemonkit.verify import random_inputs
+
+    small = build(arch, randomize_norms=False)
+    small.config._experts_implementation = "eager"  # MoE kernels refuse float64
+    f_src = mlp_size(small)
+    gaps = {}
+    for method in ("lemon", "net2net"):
+        big = lemonkit.expand(
+            small, intermediate_size=2 * f_src, hidden_size=exact_width(arch), method=method
+        )
+        inputs = random_inputs(small.config, 2, 8, seed=0)
+        out = big(**inputs)
+        (out.logits.double() ** 2).mean().backward()
+        weight, axis = _first_mlp_producer(big)
+        grad = weight.grad.movedim(axis, 0)  # replicas of unit j: rows j and j + F
+        gaps[method] = float((grad[:f_src] - grad[f_src:]).norm() / grad[:f_src].norm())
+    assert gaps["net2net"] < 1e-10, gaps
+    assert gaps["lemon"] > 1e-4, gaps

@@ -100,6 +100,6 @@ def test_every_architecture_breaks_symmetry_with_lemon_only(arch):
         (out.logits.double() ** 2).mean().backward()
         weight, axis = _first_mlp_producer(big)
         grad = weight.grad.movedim(axis, 0)  # replicas of unit j: rows j and j + F
-        gaps[method] = float((grad[:f_src] - grad[f_src:]).norm() / grad[:f_src].norm())
+        gaps[method] = float((grad[:f_src] - grad[f_src : 2 * f_src]).norm() / grad[:f_src].norm())
     assert gaps["net2net"] < 1e-10, gaps
     assert gaps["lemon"] > 1e-4, gaps

@@ -12,7 +12,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import lemonkit
-from lemonkit.error_table import measure, to_markdown
+from lemonkit.error_table import measure, measure_resnet, to_markdown
 from lemonkit.zoo import build
 
 OUT = Path("demo_out")
@@ -32,7 +32,7 @@ def main() -> None:
     )
     print(lemonkit.verify(small, big), "\n")
     print("Every architecture x every expansion (float64 rel error / float32 rel error):")
-    table = to_markdown(measure())
+    table = to_markdown(measure()) + "\n\n" + measure_resnet()
     print(table)
     OUT.mkdir(exist_ok=True)
     (OUT / "error_table.md").write_text(table + "\n")

@@ -76,9 +76,36 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ResNet grows per stage; its source: stem 8, widths [16, 32], depths [2, 2]
+RESNET_KINDS: dict[str, dict] = {
+    "widths x2": dict(hidden_sizes=[32, 64]),
+    "widths x1.5, stem x1.5": dict(hidden_sizes=[24, 48], embedding_size=12),
+    "widths 16->24, 32->56": dict(hidden_sizes=[24, 56]),
+    "depths 2->3, 2->5": dict(depths=[3, 5]),
+    "everything": dict(hidden_sizes=[24, 56], depths=[4, 3], embedding_size=16),
+}
+
+
+def measure_resnet() -> str:
+    """The ResNet row of the error table (its sizes are per stage)."""
+    from lemonkit.zoo import resnet
+
+    cells = []
+    for kwargs in RESNET_KINDS.values():
+        small = resnet()
+        report = lemonkit.verify(small, lemonkit.expand(small, **kwargs))
+        cells.append(f"{report.rel_error_fp64:.0e} / {report.rel_error_fp32:.0e}")
+    header = "| model type | " + " | ".join(RESNET_KINDS) + " |"
+    return "\n".join(
+        [header, "|---|" + "---|" * len(RESNET_KINDS), "| resnet | " + " | ".join(cells) + " |"]
+    )
+
+
 def main() -> None:
     print("Relative error ||big(x) - small(x)|| / ||small(x)|| on random inputs, float64 / float32")
     print(to_markdown(measure()))
+    print()
+    print(measure_resnet())
 
 
 if __name__ == "__main__":

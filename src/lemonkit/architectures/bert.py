@@ -21,6 +21,27 @@ _E = _B + "embeddings."
 _L = _B + "encoder.layer.{i}."
 _P = "cls.predictions."
 
+
+def bert_embeddings(prefix: str) -> tuple[Tensor, ...]:
+    """Word, position and token-type embeddings of the BERT family: they write the stream."""
+    return tuple(
+        Tensor(f"{prefix}{kind}_embeddings.weight", (None, Out(HIDDEN)))  # [n, D]
+        for kind in ("word", "position", "token_type")
+    )
+
+
+def bert_attention_and_mlp(layer: str) -> tuple[Tensor, ...]:
+    """The BERT family's q/k/v, attention output, and MLP linears of one layer."""
+    return (
+        *linear(layer + "attention.self.query", HEADS, HIDDEN),
+        *linear(layer + "attention.self.key", KV_HEADS, HIDDEN),
+        *linear(layer + "attention.self.value", KV_HEADS, HIDDEN),
+        *linear(layer + "attention.output.dense", HIDDEN, HEADS, branch_out=True),
+        *linear(layer + "intermediate.dense", MLP, HIDDEN),
+        *linear(layer + "output.dense", HIDDEN, MLP, branch_out=True),
+    )
+
+
 BERT = ArchTable(
     model_types=("bert",),
     classes=("BertForMaskedLM", "BertModel"),
@@ -37,18 +58,11 @@ BERT = ArchTable(
         "section 6)"
     ),
     tensors=(
-        Tensor(_E + "word_embeddings.weight", (None, Out(HIDDEN))),  # [vocab, D]
-        Tensor(_E + "position_embeddings.weight", (None, Out(HIDDEN))),
-        Tensor(_E + "token_type_embeddings.weight", (None, Out(HIDDEN))),
+        *bert_embeddings(_E),
         Tensor(_E + "position_ids", (None, None), optional=True),  # old checkpoints' buffer
         *layer_norm(_E + "LayerNorm"),
-        *linear(_L + "attention.self.query", HEADS, HIDDEN),
-        *linear(_L + "attention.self.key", KV_HEADS, HIDDEN),
-        *linear(_L + "attention.self.value", KV_HEADS, HIDDEN),
-        *linear(_L + "attention.output.dense", HIDDEN, HEADS, branch_out=True),
+        *bert_attention_and_mlp(_L),
         *layer_norm(_L + "attention.output.LayerNorm", post_ln="inner"),
-        *linear(_L + "intermediate.dense", MLP, HIDDEN),
-        *linear(_L + "output.dense", HIDDEN, MLP, branch_out=True),
         *layer_norm(_L + "output.LayerNorm", post_ln="out"),
         *linear(_B + "pooler.dense", HIDDEN, HIDDEN, optional=True),  # output [p, p, ...]
         *linear(_P + "transform.dense", HIDDEN, HIDDEN),

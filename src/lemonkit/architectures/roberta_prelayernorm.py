@@ -8,12 +8,12 @@ from lemonkit.architectures.base import (
     STANDARD_FIELDS,
     ArchTable,
     In,
-    Out,
     Tensor,
     layer_norm,
     linear,
 )
-from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+from lemonkit.architectures.bert import bert_attention_and_mlp, bert_embeddings
+from lemonkit.spaces import HIDDEN
 
 _R = "roberta_prelayernorm."
 _E = _R + "embeddings."
@@ -42,18 +42,11 @@ ROBERTA_PRELAYERNORM = ArchTable(
         "(NOTES.md section 10)"
     ),
     tensors=(
-        Tensor(_E + "word_embeddings.weight", (None, Out(HIDDEN))),  # [vocab, D]
-        Tensor(_E + "position_embeddings.weight", (None, Out(HIDDEN))),
-        Tensor(_E + "token_type_embeddings.weight", (None, Out(HIDDEN))),
+        *bert_embeddings(_E),
         *layer_norm(_E + "LayerNorm", stream_norm=True),
-        *layer_norm(_L + "attention.LayerNorm"),
-        *linear(_L + "attention.self.query", HEADS, HIDDEN),
-        *linear(_L + "attention.self.key", KV_HEADS, HIDDEN),
-        *linear(_L + "attention.self.value", KV_HEADS, HIDDEN),
-        *linear(_L + "attention.output.dense", HIDDEN, HEADS, branch_out=True),
-        *layer_norm(_L + "intermediate.LayerNorm"),
-        *linear(_L + "intermediate.dense", MLP, HIDDEN),
-        *linear(_L + "output.dense", HIDDEN, MLP, branch_out=True),
+        *bert_attention_and_mlp(_L),
+        *layer_norm(_L + "attention.LayerNorm"),  # Pre-LN: before attention
+        *layer_norm(_L + "intermediate.LayerNorm"),  # and before the MLP
         *layer_norm(_R + "LayerNorm"),
         *linear(_R + "pooler.dense", HIDDEN, HIDDEN, optional=True),  # base model only
         *linear("lm_head.dense", HIDDEN, HIDDEN),

@@ -28,12 +28,31 @@ from lemonkit.errors import (
     LemonkitError,
     UnsupportedModelError,
 )
+from lemonkit.ki import ki_alpha, ki_loss
 from lemonkit.model import expand
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.schedule import get_lemon_schedule
 from lemonkit.verify import VerifyReport, verify
 
 __version__ = "0.1.0"
+
+# lemonkit.trainer imports transformers.Trainer (seconds); loaded on first use only
+_LAZY = {"LemonArguments": "lemonkit.trainer", "LemonTrainer": "lemonkit.trainer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lemonkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ArchTable",
@@ -49,6 +68,8 @@ __all__ = [
     "CheckpointError",
     "ExpansionPlan",
     "ImpossibleExpansionError",
+    "LemonArguments",
+    "LemonTrainer",
     "LemonkitError",
     "UnsupportedModelError",
     "VerifyReport",
@@ -58,6 +79,8 @@ __all__ = [
     "expand_tensor",
     "get_lemon_schedule",
     "iter_expanded",
+    "ki_alpha",
+    "ki_loss",
     "make_plan",
     "supported_model_types",
     "table_for",

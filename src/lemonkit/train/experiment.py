@@ -1,0 +1,292 @@
+"""An experiment config (TOML) -> every run of one comparison, each saved as JSON.
+
+Runs, in order (each skipped when its JSON exists, so an interrupted experiment resumes;
+a run interrupted half-way resumes from its own checkpoint):
+
+- ``small``: the source model, trained from scratch (``small_steps``).
+- ``scratch-s{k}``: the large model from scratch, ``steps`` = T steps, one per seed. Their
+  mean final validation loss is the *target*.
+- ``lemon-s{k}``: LEMON expansion of ``small``, LEMON recipe (same peak LR, decay over
+  ``lemon_ratio`` x T), one per seed (expansion seed and data seed).
+- baselines, one seed: ``lemon-default`` (LEMON, the scratch schedule over T),
+  ``net2net`` (bert2BERT-FPI), ``aki`` (bert2BERT-AKI), ``stack`` (StackBERT depth),
+  ``ki-soft`` / ``ki-hard`` (large model from scratch learning from ``small``), each
+  expansion trained with the LEMON recipe.
+- ablations: ``lemon-lr{f}`` (peak LR x f) and ``lemon-decay{r}`` (decay over r x T).
+
+Example:
+    >>> exp = load_experiment("experiments/configs/lm_llama.toml", "small")
+    >>> [s.name for s in run_specs(exp)][:4]
+    ['small', 'scratch-s0', 'scratch-s1', 'lemon-s0']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import lemonkit
+from lemonkit.train import loop
+from lemonkit.train.data import load_fashion_mnist, load_text
+from lemonkit.train.models import build_model, expand_kwargs
+
+log = logging.getLogger(__name__)
+
+OUT = Path("experiments/out")
+LOSSY = {"aki", "stack"}
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    task: str
+    preset: str
+    p: dict  # the preset's values
+    out: Path
+
+
+@dataclass
+class RunSpec:
+    """One run. ``init``: "small" (train the source), "scratch", "expand"."""
+
+    name: str
+    init: str
+    group: str  # "source" | "reference" | "headline" | "baseline" | "ablation"
+    seed: int = 0
+    method: str = "lemon"
+    depth: str = "zero"
+    lr_scale: float = 1.0
+    decay_ratio: float = 1.0  # decay length as a fraction of T
+    steps_ratio: float = 1.0  # run length as a fraction of T
+    ki: str | None = None
+    stop_at_target: bool = False
+
+
+def load_experiment(path: str | Path, preset: str, out: Path = OUT) -> Experiment:
+    """Read a config file and pick one preset (``small`` for CPU, ``large`` for a GPU)."""
+    cfg = tomllib.loads(Path(path).read_text())
+    presets = cfg.get("preset", {})
+    if preset not in presets:
+        raise SystemExit(f"{path}: no preset {preset!r} (have {sorted(presets)})")
+    return Experiment(
+        cfg["name"],
+        cfg.get("title", cfg["name"]),
+        cfg["task"],
+        preset,
+        presets[preset],
+        out / cfg["name"] / preset,
+    )
+
+
+def run_specs(exp: Experiment) -> list[RunSpec]:
+    p = exp.p
+    r = p.get("lemon_ratio", 0.5)
+    specs = [RunSpec("small", "small", "source")]
+    specs += [RunSpec(f"scratch-s{s}", "scratch", "reference", seed=s) for s in p["seeds"]]
+    specs += [
+        RunSpec(f"lemon-s{s}", "expand", "headline", seed=s, decay_ratio=r, steps_ratio=r)
+        for s in p["seeds"]
+    ]
+    for b in p.get("baselines", []):
+        if b == "lemon-default":
+            specs.append(RunSpec(b, "expand", "baseline", stop_at_target=True))
+        elif b in ("net2net", "aki"):
+            specs.append(RunSpec(b, "expand", "baseline", method=b, decay_ratio=r, steps_ratio=r))
+        elif b == "stack":
+            specs.append(
+                RunSpec(b, "expand", "baseline", depth="stack", decay_ratio=r, steps_ratio=r)
+            )
+        elif b in ("ki-soft", "ki-hard"):
+            specs.append(RunSpec(b, "scratch", "baseline", ki=b[3:], stop_at_target=True))
+        else:
+            raise SystemExit(f"unknown baseline {b!r}")
+    for f in p.get("ablation_lr", []):
+        specs.append(
+            RunSpec(
+                f"lemon-lr{f:g}", "expand", "ablation", lr_scale=f, decay_ratio=r, steps_ratio=r
+            )
+        )
+    for d in p.get("ablation_decay", []):
+        specs.append(
+            RunSpec(f"lemon-decay{d:g}", "expand", "ablation", decay_ratio=d, steps_ratio=d)
+        )
+    return specs
+
+
+def load_data(task: str):
+    return load_fashion_mnist(val_size=2000) if task == "image" else load_text()
+
+
+def _run_config(exp: Experiment, spec: RunSpec, target: float | None, progress: bool):
+    p = exp.p
+    if spec.init == "small":
+        steps, decay, lr = p["small_steps"], p["small_steps"], p.get("small_lr", p["lr"])
+        min_ratio = p.get("small_min_lr_ratio", p.get("min_lr_ratio", 0.1))
+    else:
+        steps = round(p["steps"] * spec.steps_ratio)
+        decay = round(p["steps"] * spec.decay_ratio)
+        lr, min_ratio = p["lr"] * spec.lr_scale, p.get("min_lr_ratio", 0.1)
+    return loop.RunConfig(
+        steps=steps,
+        lr=lr,
+        warmup=p["warmup"],
+        batch_size=p["batch_size"],
+        seq_len=p.get("seq_len", 0),
+        decay_steps=decay,
+        min_lr_ratio=min_ratio,
+        seed=spec.seed + 1000 * (spec.init == "small"),
+        eval_every=p["eval_every"],
+        eval_batches=p["eval_batches"],
+        ki=spec.ki,
+        target=target,
+        stop_at_target=spec.stop_at_target,
+        ckpt_every=p.get("ckpt_every", 200),
+        progress=progress,
+        label=f"{exp.name}/{spec.name}",
+    )
+
+
+def _small_model(exp: Experiment) -> torch.nn.Module:
+    model = build_model(exp.p["small"], exp.task, exp.p.get("seq_len", 0), seed=1000)
+    model.load_state_dict(load_file(str(exp.out / "small.safetensors")))
+    return model
+
+
+def _init_model(exp: Experiment, spec: RunSpec) -> tuple[torch.nn.Module, dict]:
+    """The model a run starts from, and facts about its start (expansion error)."""
+    seq = exp.p.get("seq_len", 0)
+    if spec.init == "small":
+        return build_model(exp.p["small"], exp.task, seq, seed=1000), {}
+    if spec.init == "scratch":
+        return build_model(exp.p["large"], exp.task, seq, seed=spec.seed), {}
+    small = _small_model(exp)
+    lossy = spec.method in LOSSY or spec.depth in LOSSY
+    big = lemonkit.expand(
+        small,
+        **expand_kwargs(exp.p["large"]),
+        seed=spec.seed,
+        method=spec.method,
+        depth=spec.depth,
+        allow_lossy=lossy,
+    )
+    return big, {"init_rel_error": init_error(small, big, exp)}
+
+
+@torch.no_grad()
+def init_error(small, big, exp: Experiment) -> float:
+    """Relative max error of the expanded model's logits on one validation batch (f32)."""
+    data = load_data(exp.task)
+    cfg = loop.RunConfig(steps=1, lr=0, warmup=0, batch_size=8, seq_len=exp.p.get("seq_len", 0))
+    x, _ = loop.get_batch(exp.task, data, "val", 0, cfg, seed=0)
+    a, b = loop.logits_of(small.eval(), exp.task, x), loop.logits_of(big.eval(), exp.task, x)
+    big.train()
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+def scratch_target(exp: Experiment) -> float | None:
+    """Mean final validation loss of the from-scratch seeds (None until they exist)."""
+    finals = []
+    for s in exp.p["seeds"]:
+        f = exp.out / f"scratch-s{s}.json"
+        if not f.exists():
+            return None
+        finals.append(json.loads(f.read_text())["history"][-1]["val_loss"])
+    return sum(finals) / len(finals)
+
+
+def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=False) -> dict:
+    """Train one run (or load it when done); returns its JSON record."""
+    path = exp.out / f"{spec.name}.json"
+    if path.exists() and not force:
+        return json.loads(path.read_text())
+    rank, _ = loop.world()
+    target = scratch_target(exp)
+    if spec.init != "small" and spec.init != "scratch" and target is None:
+        raise SystemExit(f"{spec.name} needs the scratch runs first")
+    cfg = _run_config(exp, spec, target, progress)
+    model, facts = _init_model(exp, spec)
+    teacher = _small_model(exp) if spec.ki else None
+    start = time.perf_counter()
+    res = loop.train(
+        model, exp.task, data, cfg, teacher=teacher, ckpt_dir=exp.out / "ckpt" / spec.name
+    )
+    record = {
+        "experiment": exp.name,
+        "preset": exp.preset,
+        "run": asdict(spec),
+        "config": loop.config_dict(cfg),
+        "history": res.history,
+        "flops_per_step": res.flops_per_step,
+        "stopped_early": res.stopped_early,
+        "world_size": res.world_size,
+        "wall_s": time.perf_counter() - start,
+        "params": sum(p.numel() for p in model.parameters()),
+        **facts,
+    }
+    if rank == 0:
+        exp.out.mkdir(parents=True, exist_ok=True)
+        if spec.init == "small":
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(loop._untie(state), str(exp.out / "small.safetensors"))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
+        _drop_checkpoint(exp.out / "ckpt" / spec.name)
+    return record
+
+
+def _drop_checkpoint(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_experiment(
+    exp: Experiment, only: list[str] | None = None, progress: bool = True, force: bool = False
+) -> list[dict]:
+    """Every run of ``exp`` in dependency order (``only``: a subset by name)."""
+    data = load_data(exp.task)
+    records = []
+    for spec in run_specs(exp):
+        if only and spec.name not in only:
+            continue
+        log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
+        records.append(run_one(exp, spec, data, progress, force=force))
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Run one lemonkit experiment (a config file).")
+    ap.add_argument("config", nargs="+", help="experiments/configs/*.toml")
+    ap.add_argument("--preset", default="small", help="small (CPU) or large (GPU)")
+    ap.add_argument("--only", nargs="*", help="run names to run (default: all)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--force", action="store_true", help="re-run finished runs")
+    ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    _, size = loop.world()
+    if args.threads or size > 1:
+        torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // size))
+    for config in args.config:
+        exp = load_experiment(config, args.preset, args.out)
+        run_experiment(exp, args.only, progress=not args.quiet, force=args.force)
+    if not args.no_report and loop.world()[0] == 0 and not args.only:
+        from lemonkit.train.report import write_results
+
+        write_results(args.out)
+
+
+if __name__ == "__main__":
+    main()

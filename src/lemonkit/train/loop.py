@@ -1,0 +1,296 @@
+"""One training run: AdamW, the LEMON schedule, optional knowledge inheritance,
+periodic validation, atomic checkpoints with resume, and DDP under ``torchrun``.
+
+The global batch of a step is drawn whole from ``(seed, step)`` and each rank trains on
+its slice, so a 2-process DDP run follows the 1-process run up to float rounding, and a
+resumed run repeats the batches it would have seen.
+
+Example (a few steps of a tiny model on made-up bytes):
+    >>> import torch
+    >>> from lemonkit.train.data import TextData
+    >>> from lemonkit.train.models import build_model
+    >>> data = TextData(torch.randint(0, 256, (5000,), dtype=torch.uint8),
+    ...                 torch.randint(0, 256, (2000,), dtype=torch.uint8))
+    >>> model = build_model({"arch": "gpt2", "hidden": 16, "layers": 1, "heads": 2},
+    ...                     "causal_lm", seq_len=8)
+    >>> cfg = RunConfig(steps=4, lr=1e-3, warmup=1, batch_size=4, seq_len=8, eval_every=2,
+    ...                 eval_batches=1)
+    >>> hist = train(model, "causal_lm", data, cfg).history
+    >>> [h["step"] for h in hist]
+    [0, 2, 4]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from lemonkit.ki import ki_alpha, ki_loss
+from lemonkit.schedule import get_lemon_schedule
+from lemonkit.train.data import IGNORE
+from lemonkit.train.models import forward_flops_per_step, train_flops_per_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """Hyper-parameters of one run. ``decay_steps`` (default ``steps``) is where the
+    LEMON schedule reaches ``min_lr_ratio``; ``target`` stops the run early once the
+    validation loss reaches it (``stop_at_target``)."""
+
+    steps: int
+    lr: float
+    warmup: int
+    batch_size: int
+    seq_len: int = 0
+    decay_steps: int | None = None
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 50
+    eval_batches: int = 10
+    ki: str | None = None  # "soft" | "hard" with a teacher
+    ki_steps: int | None = None  # alpha decays 0.5 -> 0 over these steps (default: steps)
+    target: float | None = None
+    stop_at_target: bool = False
+    ckpt_every: int = 0
+    progress: bool = True
+    label: str = "train"
+
+
+@dataclass
+class RunResult:
+    history: list[dict] = field(default_factory=list)
+    flops_per_step: float = 0.0
+    stopped_early: bool = False
+    world_size: int = 1
+
+
+# ---------------------------------------------------------------- distributed
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); initialises the gloo/nccl group under ``torchrun``."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if size > 1 else 0), size
+
+
+def device() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------- batches and loss
+
+
+def get_batch(task: str, data, split: str, step: int, cfg: RunConfig, seed: int):
+    """The whole global batch of a step (inputs, labels)."""
+    if task == "causal_lm":
+        return data.batch(split, step, cfg.batch_size, cfg.seq_len, seed)
+    if task == "mlm":
+        return data.mlm_batch(split, step, cfg.batch_size, cfg.seq_len, seed)
+    return data.batch(split, step, cfg.batch_size, seed)
+
+
+def logits_of(model: torch.nn.Module, task: str, x: torch.Tensor) -> torch.Tensor:
+    if task == "image":
+        return model(pixel_values=x).logits  # (B, 10)
+    return model(input_ids=x).logits  # (B, T, V)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE
+    )
+
+
+@torch.no_grad()
+def evaluate(model, task: str, data, cfg: RunConfig, dev) -> dict:
+    """Mean validation loss (and accuracy for images) over a fixed set of batches."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for k in range(cfg.eval_batches):
+        x, y = get_batch(task, data, "val", k, cfg, seed=0)
+        x, y = x.to(dev), y.to(dev)
+        logits = logits_of(model, task, x)
+        loss_sum += cross_entropy(logits, y).item()
+        if task == "image":
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += len(y)
+    model.train()
+    out = {"val_loss": loss_sum / cfg.eval_batches}
+    if task == "image":
+        out["val_acc"] = correct / count
+    return out
+
+
+# ---------------------------------------------------------------- optimiser
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms, biases, embeddings' norms)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, history: list) -> None:
+    """Atomic: written to ``path.tmp`` then renamed over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(_untie(state), str(tmp / "model.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        tmp / "optimizer.pt",
+    )
+    (tmp / "progress.json").write_text(json.dumps({"step": step, "history": history}))
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _untie(state: dict) -> dict:
+    """safetensors refuses shared storage: clone tensors that alias an earlier one."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = (v.data_ptr(), v.shape)
+        out[k] = v.clone() if key in seen else v
+        seen.add(key)
+    return out
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
+    """Restore a run; the optimizer file is read with ``weights_only=True`` (no pickle code)."""
+    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    opt = torch.load(path / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(opt["optimizer"])
+    scheduler.load_state_dict(opt["scheduler"])
+    progress = json.loads((path / "progress.json").read_text())
+    return progress["step"], progress["history"]
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(
+    model: torch.nn.Module,
+    task: str,
+    data,
+    cfg: RunConfig,
+    teacher: torch.nn.Module | None = None,
+    ckpt_dir: Path | None = None,
+) -> RunResult:
+    """Train ``model`` in place for ``cfg.steps`` steps; returns the validation history
+    (step, val_loss, lr, cumulative training FLOPs incl. a KI teacher's forward passes)."""
+    rank, size = world()
+    dev = device()
+    model.to(dev)
+    if teacher is not None:
+        teacher.to(dev).eval()
+    if cfg.batch_size % size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {size} processes")
+    optimizer = make_optimizer(model, cfg)
+    scheduler = get_lemon_schedule(
+        optimizer, cfg.warmup, cfg.decay_steps or cfg.steps, min_lr_ratio=cfg.min_lr_ratio
+    )
+    step, history = 0, []
+    if ckpt_dir is not None and ckpt_dir.exists():
+        step, history = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
+        log.info("%s: resumed at step %d", cfg.label, step)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if size > 1 else model
+    tokens = cfg.batch_size * max(1, cfg.seq_len)
+    seq = max(1, cfg.seq_len) if task != "image" else _image_tokens(model)
+    if task == "image":
+        tokens = cfg.batch_size * seq
+    flops = train_flops_per_step(model, tokens, seq)
+    if teacher is not None:
+        flops += forward_flops_per_step(teacher, tokens, seq)
+    result = RunResult(history=history, flops_per_step=flops, world_size=size)
+    if step == 0:
+        history.append(_record(model, task, data, cfg, dev, 0, flops, scheduler))
+    share = cfg.batch_size // size
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=cfg.label,
+        disable=not cfg.progress or rank,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    while step < cfg.steps:
+        x, y = get_batch(task, data, "train", step, cfg, cfg.seed)
+        mine = slice(rank * share, (rank + 1) * share)  # this rank's slice of the batch
+        x, y = x[mine].to(dev), y[mine].to(dev)
+        logits = logits_of(ddp, task, x)
+        if teacher is not None and cfg.ki:
+            with torch.no_grad():
+                t_logits = logits_of(teacher, task, x)
+            alpha = ki_alpha(step, cfg.ki_steps or cfg.steps)
+            loss = ki_loss(logits.float(), t_logits.float(), y, alpha, mode=cfg.ki)
+        else:
+            loss = cross_entropy(logits, y)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"{cfg.label}: loss is {loss.item()} at step {step}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            rec = _record(model, task, data, cfg, dev, step, flops, scheduler)
+            history.append(rec)
+            bar.set_postfix(val=f"{rec['val_loss']:.4f}")
+            if cfg.stop_at_target and cfg.target is not None and rec["val_loss"] <= cfg.target:
+                result.stopped_early = step < cfg.steps
+                break
+        if ckpt_dir is not None and cfg.ckpt_every and step % cfg.ckpt_every == 0 and rank == 0:
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, history)
+    bar.close()
+    return result
+
+
+def _image_tokens(model) -> int:
+    c = model.config
+    return (c.image_size // c.patch_size) ** 2 + 1
+
+
+def _record(model, task, data, cfg, dev, step, flops, scheduler) -> dict:
+    rec = {"step": step, "flops": step * flops, "lr": scheduler.get_last_lr()[0]}
+    rec.update(evaluate(model, task, data, cfg, dev))
+    return rec
+
+
+def config_dict(cfg: RunConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,139 @@
+"""A model spec (a small dict from an experiment config) -> a ``transformers`` model.
+
+The experiment models are the stock ``transformers`` classes, built from configs on the
+spot (nothing downloaded); dropout is off so that the runs compare optimisation only.
+
+Example:
+    >>> spec = {"arch": "llama", "hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2,
+    ...         "intermediate": 64}
+    >>> m = build_model(spec, task="causal_lm", seq_len=16)
+    >>> type(m).__name__, m.config.num_key_value_heads
+    ('LlamaForCausalLM', 2)
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+from lemonkit.train.data import TEXT_VOCAB
+
+ARCHS = ("llama", "gpt2", "vit", "bert")
+TASKS = {"llama": "causal_lm", "gpt2": "causal_lm", "vit": "image", "bert": "mlm"}
+
+
+def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
+    d, n, h = spec["hidden"], spec["layers"], spec["heads"]
+    ffn = spec.get("intermediate", 4 * d)
+    arch = spec["arch"]
+    if arch == "llama":
+        return tf.LlamaConfig(
+            vocab_size=TEXT_VOCAB,
+            hidden_size=d,
+            num_hidden_layers=n,
+            num_attention_heads=h,
+            num_key_value_heads=spec.get("kv_heads", h),
+            intermediate_size=ffn,
+            max_position_embeddings=seq_len,
+            tie_word_embeddings=False,
+        )
+    if arch == "gpt2":
+        return tf.GPT2Config(
+            vocab_size=TEXT_VOCAB,
+            n_embd=d,
+            n_layer=n,
+            n_head=h,
+            n_inner=ffn,
+            n_positions=seq_len,
+            bos_token_id=0,
+            eos_token_id=0,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    if arch == "vit":
+        return tf.ViTConfig(
+            hidden_size=d,
+            num_hidden_layers=n,
+            num_attention_heads=h,
+            intermediate_size=ffn,
+            image_size=28,
+            patch_size=spec.get("patch", 4),
+            num_channels=1,
+            num_labels=10,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    if arch == "bert":
+        return tf.RobertaPreLayerNormConfig(
+            vocab_size=TEXT_VOCAB,
+            hidden_size=d,
+            num_hidden_layers=n,
+            num_attention_heads=h,
+            # pad id 1: byte 1 never occurs in the text; positions start after it
+            intermediate_size=ffn,
+            max_position_embeddings=seq_len + 2,
+            pad_token_id=1,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            type_vocab_size=1,
+        )
+    raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+
+
+def model_class(arch: str) -> type:
+    return {
+        "llama": tf.LlamaForCausalLM,
+        "gpt2": tf.GPT2LMHeadModel,
+        "vit": tf.ViTForImageClassification,
+        "bert": tf.RobertaPreLayerNormForMaskedLM,
+    }[arch]
+
+
+def build_model(spec: dict, task: str, seq_len: int, seed: int = 0) -> torch.nn.Module:
+    """A freshly initialised model (``transformers``' own init, seeded)."""
+    if TASKS[spec["arch"]] != task:
+        raise ValueError(f"arch {spec['arch']!r} does not do task {task!r}")
+    torch.manual_seed(seed)
+    config = _config(spec, seq_len)
+    config._attn_implementation = "sdpa"
+    return model_class(spec["arch"])(config)
+
+
+def expand_kwargs(spec: dict) -> dict:
+    """The target sizes of ``lemonkit.expand`` for a large-model spec."""
+    out = {
+        "hidden_size": spec["hidden"],
+        "num_layers": spec["layers"],
+        "num_heads": spec["heads"],
+        "intermediate_size": spec.get("intermediate", 4 * spec["hidden"]),
+    }
+    if spec["arch"] == "llama":
+        out["num_kv_heads"] = spec.get("kv_heads", spec["heads"])
+    return out
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters that cost FLOPs per token (input embeddings and positions excluded)."""
+    skip = (
+        "embed_tokens",
+        "wte",
+        "wpe",
+        "word_embeddings",
+        "position_embeddings",
+        "token_type_embeddings",
+    )
+    return sum(p.numel() for n, p in model.named_parameters() if not any(s in n for s in skip))
+
+
+def train_flops_per_step(model: torch.nn.Module, tokens: int, seq_len: int) -> float:
+    """Forward + backward FLOPs of one step: 6 N per token plus attention scores,
+    12 L T d per token (Kaplan et al. 2020 / Chinchilla accounting)."""
+    c = model.config
+    layers, width = c.num_hidden_layers, c.hidden_size
+    return 6.0 * non_embedding_params(model) * tokens + 12.0 * layers * seq_len * width * tokens
+
+
+def forward_flops_per_step(model: torch.nn.Module, tokens: int, seq_len: int) -> float:
+    """Forward only (a KI teacher): a third of ``train_flops_per_step``."""
+    return train_flops_per_step(model, tokens, seq_len) / 3.0

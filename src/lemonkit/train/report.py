@@ -1,0 +1,215 @@
+"""Run JSONs -> savings tables, plots and ``RESULTS.md``.
+
+Savings are counted as the paper counts them: the FLOPs an expanded model trains for
+until its validation loss first reaches the *target* (the from-scratch seeds' mean
+final validation loss), against the FLOPs of the from-scratch run (T steps). The net
+saving also charges the small model's own training. Validation is measured every
+``eval_every`` steps, so "steps to target" has that granularity.
+
+Example:
+    >>> hit_step([{"step": 0, "val_loss": 3.0, "flops": 0}, {"step": 10, "val_loss": 1.9,
+    ...           "flops": 5.0}], target=2.0)
+    (10, 5.0)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+GROUP_ORDER = ("reference", "headline", "baseline", "ablation")
+LABELS = {
+    "scratch": "from scratch (reference)",
+    "lemon": "LEMON, LEMON recipe",
+    "lemon-default": "LEMON, scratch schedule",
+    "net2net": "bert2BERT-FPI / Net2Net (equal splits)",
+    "aki": "bert2BERT-AKI",
+    "stack": "StackBERT depth (copied blocks, no zeroing)",
+    "ki-soft": "soft KI (from scratch + teacher)",
+    "ki-hard": "hard KI (from scratch + teacher)",
+}
+
+
+def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
+    """(step, cumulative FLOPs) of the first evaluation at or below ``target``."""
+    for rec in history:
+        if rec["val_loss"] <= target:
+            return rec["step"], rec["flops"]
+    return None
+
+
+def load_runs(folder: Path) -> dict[str, dict]:
+    return {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
+
+
+def summarise(runs: dict[str, dict]) -> dict:
+    """Target, scratch cost and one row per run (saved fractions, hit step, finals)."""
+    scratch = [r for n, r in runs.items() if n.startswith("scratch-")]
+    if not scratch or "small" not in runs:
+        return {}
+    target = statistics.mean(r["history"][-1]["val_loss"] for r in scratch)
+    scratch_flops = statistics.mean(r["history"][-1]["flops"] for r in scratch)
+    small = runs["small"]
+    small_flops = small["history"][-1]["flops"]
+    rows = []
+    for name, r in runs.items():
+        if name == "small":
+            continue
+        hit = hit_step(r["history"], target)
+        row = {
+            "run": name,
+            "group": r["run"]["group"],
+            "steps": r["history"][-1]["step"],
+            "start_val": r["history"][0]["val_loss"],
+            "final_val": r["history"][-1]["val_loss"],
+            "init_rel_error": r.get("init_rel_error"),
+            "hit_step": hit[0] if hit else None,
+            "saved": 1 - hit[1] / scratch_flops if hit else None,
+            "saved_net": 1 - (hit[1] + small_flops) / scratch_flops if hit else None,
+            "final_acc": r["history"][-1].get("val_acc"),
+        }
+        rows.append(row)
+    rows.sort(key=lambda row: (GROUP_ORDER.index(row["group"]), row["run"]))
+    return {
+        "target": target,
+        "scratch_flops": scratch_flops,
+        "small_flops": small_flops,
+        "small_final_val": small["history"][-1]["val_loss"],
+        "small_steps": small["history"][-1]["step"],
+        "rows": rows,
+        "T": scratch[0]["history"][-1]["step"],
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "not reached" if x is None else f"{100 * x:.1f}%"
+
+
+def _spread(values: list[float | None]) -> str:
+    """mean +- half range over seeds; 'not reached' when any seed misses."""
+    if not values or any(v is None for v in values):
+        reached = sum(v is not None for v in values)
+        return f"reached by {reached}/{len(values)} seeds"
+    mean = statistics.mean(values)
+    half = (max(values) - min(values)) / 2
+    return f"{100 * mean:.1f}% ± {100 * half:.1f}"
+
+
+def headline(summary: dict) -> dict:
+    lemon = [r for r in summary["rows"] if r["group"] == "headline"]
+    scratch = [r for r in summary["rows"] if r["group"] == "reference"]
+    return {
+        "saved": _spread([r["saved"] for r in lemon]),
+        "saved_net": _spread([r["saved_net"] for r in lemon]),
+        "lemon_final": [r["final_val"] for r in lemon],
+        "scratch_final": [r["final_val"] for r in scratch],
+    }
+
+
+def table(summary: dict) -> str:
+    head = (
+        "| run | group | init error (rel) | start val | final val | steps run | "
+        "steps to target | saved (paper) | saved (net of small) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in summary["rows"]:
+        err = "-" if r["init_rel_error"] is None else f"{r['init_rel_error']:.1e}"
+        hit = "-" if r["hit_step"] is None else str(r["hit_step"])
+        acc = "" if r["final_acc"] is None else f" (acc {100 * r['final_acc']:.1f}%)"
+        saved = "-" if r["group"] == "reference" else _pct(r["saved"])
+        net = "-" if r["group"] == "reference" else _pct(r["saved_net"])
+        lines.append(
+            f"| {r['run']} | {r['group']} | {err} | {r['start_val']:.4f} | "
+            f"{r['final_val']:.4f}{acc} | {r['steps']} | {hit} | {saved} | {net} |"
+        )
+    return "\n".join(lines)
+
+
+def _label(name: str) -> str:
+    base = name.split("-s")[0] if name.startswith(("scratch-s", "lemon-s")) else name
+    return f"{LABELS.get(base, name)}" + (f" [{name}]" if base != name else "")
+
+
+def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
+    """Validation loss against training FLOPs (as a fraction of scratch): the main
+    comparison on the left, the LEMON recipe ablations on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    groups = {"main": ("reference", "headline", "baseline"), "ablation": ("headline", "ablation")}
+    for ax, (panel, wanted) in zip(axes, groups.items(), strict=True):
+        for name, r in runs.items():
+            if name == "small" or r["run"]["group"] not in wanted:
+                continue
+            xs = [h["flops"] / summary["scratch_flops"] for h in r["history"]]
+            ys = [h["val_loss"] for h in r["history"]]
+            style = "--" if r["run"]["group"] == "reference" else "-"
+            ax.plot(xs, ys, style, label=_label(name), lw=1.4)
+        ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
+        ax.set_xlabel("training FLOPs / from-scratch FLOPs")
+        ax.set_title(
+            f"{title}: {'comparison' if panel == 'main' else 'LEMON recipe ablations'}", fontsize=9
+        )
+        lo = summary["target"]
+        ax.set_ylim(lo - 0.15 * abs(lo), lo + 0.6 * abs(lo))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def experiment_section(folder: Path, results_root: Path) -> str | None:
+    runs = load_runs(folder)
+    summary = summarise(runs)
+    if not summary:
+        return None
+    first = next(iter(runs.values()))
+    name, preset = first["experiment"], first["preset"]
+    png = folder / "curves.png"
+    plot(runs, summary, png, f"{name} ({preset})")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    h = headline(summary)
+    small_gap = summary["small_final_val"] - summary["target"]
+    scratch_spread = ", ".join(f"{v:.4f}" for v in h["scratch_final"])
+    rel_png = png.relative_to(results_root)
+    return "\n".join(
+        [
+            f"## {name} — preset `{preset}`",
+            "",
+            f"Target (mean final validation loss of the from-scratch seeds: {scratch_spread}): "
+            f"**{summary['target']:.4f}** after T = {summary['T']} steps. "
+            f"The small model ({summary['small_steps']} steps) ends at "
+            f"{summary['small_final_val']:.4f}, {small_gap:+.4f} from the target; its training "
+            f"costs {100 * summary['small_flops'] / summary['scratch_flops']:.1f}% of the "
+            f"scratch run's FLOPs.",
+            "",
+            f"**LEMON saves {h['saved']}** of the training FLOPs (as the paper counts; "
+            f"{h['saved_net']} counting the small model's training), over "
+            f"{len(h['lemon_final'])} seeds (mean ± half range).",
+            "",
+            table(summary),
+            "",
+            f"![{name}]({rel_png})",
+            "",
+        ]
+    )
+
+
+def write_results(root: Path) -> Path:
+    """Regenerate ``root/RESULTS.md`` from every experiment folder under ``root``."""
+    sections = []
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        section = experiment_section(folder, root)
+        if section:
+            sections.append(section)
+    intro = (root / "INTRO.md").read_text() if (root / "INTRO.md").exists() else ""
+    out = root / "RESULTS.md"
+    out.write_text("# Results\n\n" + intro + "\n" + "\n".join(sections))
+    return out

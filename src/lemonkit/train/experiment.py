@@ -40,7 +40,7 @@ from lemonkit.train.models import build_model, expand_kwargs
 
 log = logging.getLogger(__name__)
 
-OUT = Path("experiments/out")
+OUT = Path("experiments/results")
 LOSSY = {"aki", "stack"}
 
 

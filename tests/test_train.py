@@ -1,0 +1,273 @@
+"""The training harness: data, loop (resume, DDP), experiment end to end, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lemonkit.train import loop, report
+from lemonkit.train.data import IGNORE, MASK_ID, TextData, load_fashion_mnist, load_text
+from lemonkit.train.experiment import load_experiment, run_experiment
+from lemonkit.train.models import build_model
+
+TINY = """
+name = "tiny"
+task = "causal_lm"
+[preset.tiny]
+small = { arch = "llama", hidden = 32, layers = 2, heads = 4, kv_heads = 2, intermediate = 64 }
+large = { arch = "llama", hidden = 48, layers = 3, heads = 6, kv_heads = 3, intermediate = 96 }
+seq_len = 16
+batch_size = 4
+lr = 3e-3
+warmup = 1
+small_steps = 4
+steps = 4
+lemon_ratio = 0.5
+eval_every = 2
+eval_batches = 2
+seeds = [0, 1]
+ckpt_every = 2
+baselines = ["lemon-default", "net2net", "aki", "stack", "ki-soft", "ki-hard"]
+ablation_lr = [0.2]
+ablation_decay = [0.75]
+"""
+
+
+@pytest.fixture(scope="module")
+def text() -> TextData:
+    return load_text()
+
+
+def _cfg(**kw) -> loop.RunConfig:
+    base = dict(
+        steps=6,
+        lr=3e-3,
+        warmup=1,
+        batch_size=4,
+        seq_len=16,
+        eval_every=2,
+        eval_batches=2,
+        progress=False,
+    )
+    return loop.RunConfig(**{**base, **kw})
+
+
+def _tiny_model(seed: int = 0) -> torch.nn.Module:
+    spec = {"arch": "gpt2", "hidden": 32, "layers": 1, "heads": 2}
+    return build_model(spec, "causal_lm", seq_len=16, seed=seed)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_text_is_real_prose_split_by_file(text):
+    assert len(text.train) > 5_000_000 and len(text.val) > 100_000
+    assert b"Python" in bytes(text.val[:200_000].tolist())
+
+
+def test_batches_are_a_function_of_seed_and_step(text):
+    a = text.batch("train", 5, 4, 16, seed=1)
+    b = text.batch("train", 5, 4, 16, seed=1)
+    c = text.batch("train", 6, 4, 16, seed=1)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+    assert torch.equal(a[1][:, :-1], a[0][:, 1:])
+
+
+def test_mlm_masks_about_15_percent(text):
+    x, y = text.mlm_batch("train", 0, 64, 64, seed=0)
+    chosen = y != IGNORE
+    assert 0.12 < chosen.float().mean() < 0.18
+    assert (x[chosen] == MASK_ID).float().mean() > 0.7
+    assert not (x[~chosen] == MASK_ID).any()
+
+
+def test_fashion_mnist_loads():
+    d = load_fashion_mnist(val_size=100)
+    assert d.train_x.shape == (60000, 1, 28, 28) and d.val_x.shape == (100, 1, 28, 28)
+    assert set(d.train_y.unique().tolist()) == set(range(10))
+
+
+# ---------------------------------------------------------------- loop
+
+
+def test_training_lowers_validation_loss(text):
+    hist = loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=30, eval_every=30)).history
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.3
+    assert hist[-1]["flops"] > 0
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(text, tmp_path, monkeypatch):
+    full = _tiny_model()
+    ref = loop.train(full, "causal_lm", text, _cfg()).history
+
+    real = loop.get_batch
+
+    def crash_at_step_4(task, data, split, step, cfg, seed):
+        if split == "train" and step == 4:
+            raise KeyboardInterrupt
+        return real(task, data, split, step, cfg, seed)
+
+    monkeypatch.setattr(loop, "get_batch", crash_at_step_4)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(_tiny_model(), "causal_lm", text, _cfg(ckpt_every=2), ckpt_dir=ckpt)
+    assert json.loads((ckpt / "progress.json").read_text())["step"] == 4
+    monkeypatch.setattr(loop, "get_batch", real)
+    resumed = _tiny_model(seed=123)  # different init: everything must come from the checkpoint
+    hist = loop.train(resumed, "causal_lm", text, _cfg(ckpt_every=2), ckpt_dir=ckpt).history
+    assert [h["step"] for h in hist] == [h["step"] for h in ref]
+    assert [h["val_loss"] for h in hist] == pytest.approx([h["val_loss"] for h in ref], abs=1e-6)
+    for (n, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=n)
+
+
+def test_stop_at_target(text):
+    cfg = _cfg(steps=40, eval_every=2, target=100.0, stop_at_target=True)
+    res = loop.train(_tiny_model(), "causal_lm", text, cfg)
+    assert res.stopped_early and res.history[-1]["step"] == 2
+
+
+def test_ki_run_counts_teacher_flops(text):
+    plain = loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2))
+    ki = loop.train(
+        _tiny_model(), "causal_lm", text, _cfg(steps=2, ki="hard"), teacher=_tiny_model(seed=5)
+    )
+    assert ki.flops_per_step == pytest.approx(plain.flops_per_step * 4 / 3)
+
+
+# ---------------------------------------------------------------- experiment + report
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("exp")
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    exp = load_experiment(config, "tiny", out=root / "results")
+    run_experiment(exp, progress=False)
+    report.write_results(root / "results")
+    return root / "results"
+
+
+def test_tiny_experiment_end_to_end(tiny_results):
+    folder = tiny_results / "tiny" / "tiny"
+    names = {p.stem for p in folder.glob("*.json")} - {"summary"}
+    assert names == {
+        "small",
+        "scratch-s0",
+        "scratch-s1",
+        "lemon-s0",
+        "lemon-s1",
+        "lemon-default",
+        "net2net",
+        "aki",
+        "stack",
+        "ki-soft",
+        "ki-hard",
+        "lemon-lr0.2",
+        "lemon-decay0.75",
+    }
+    runs = report.load_runs(folder)
+    # the expansion starts where the small model ended; lossy baselines do not
+    small_final = runs["small"]["history"][-1]["val_loss"]
+    for name in ("lemon-s0", "lemon-s1", "net2net", "lemon-lr0.2"):
+        assert runs[name]["init_rel_error"] < 1e-5, name
+        assert runs[name]["history"][0]["val_loss"] == pytest.approx(small_final, abs=1e-4)
+    for name in ("aki", "stack"):
+        assert runs[name]["init_rel_error"] > 1e-3, name
+    assert runs["lemon-s0"]["history"][-1]["step"] == 2  # the recipe: 0.5 T
+    assert runs["lemon-decay0.75"]["config"]["decay_steps"] == 3
+    assert runs["lemon-lr0.2"]["config"]["lr"] == pytest.approx(0.2 * 3e-3)
+    assert not (folder / "ckpt" / "lemon-s0").exists()  # finished runs drop their checkpoint
+    text = (tiny_results / "RESULTS.md").read_text()
+    assert "## tiny" in text and "| aki |" in text and (folder / "curves.png").stat().st_size
+
+
+def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
+    folder = tiny_results / "tiny" / "tiny"
+    before = (folder / "lemon-s0.json").read_text()
+    exp = load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=tiny_results)
+    run_experiment(exp, only=["lemon-s0"], progress=False)
+    assert (folder / "lemon-s0.json").read_text() == before
+
+
+def test_savings_arithmetic():
+    def run(name, group, vals, fps):
+        hist = [{"step": 10 * i, "val_loss": v, "flops": 10 * i * fps} for i, v in enumerate(vals)]
+        return {"run": {"group": group}, "history": hist}
+
+    runs = {
+        "small": run("small", "source", [5, 3], 1.0),  # 10 FLOPs
+        "scratch-s0": run("s", "reference", [5, 4, 3, 2.1], 10.0),
+        "scratch-s1": run("s", "reference", [5, 4, 3, 1.9], 10.0),  # target 2.0, 300 FLOPs
+        "lemon-s0": run("l", "headline", [3, 2.5, 1.99], 10.0),  # hit at 20 steps = 200
+        "aki": run("a", "baseline", [4, 3, 2.5], 10.0),
+    }
+    s = report.summarise(runs)
+    assert s["target"] == pytest.approx(2.0)
+    rows = {r["run"]: r for r in s["rows"]}
+    assert rows["lemon-s0"]["hit_step"] == 20
+    assert rows["lemon-s0"]["saved"] == pytest.approx(1 - 200 / 300)
+    assert rows["lemon-s0"]["saved_net"] == pytest.approx(1 - 210 / 300)
+    assert rows["aki"]["saved"] is None
+    assert "not reached" in report.table(s)
+
+
+# ---------------------------------------------------------------- torchrun
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun not installed next to this python",
+)
+def test_torchrun_two_processes_matches_one(tmp_path):
+    """The entry point runs unchanged under torchrun (DDP, gloo); each rank trains on its
+    half of the same global batch, so the validation curve equals the 1-process run's."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    common = [str(config), "--preset", "tiny", "--only", "small", "--quiet", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "lemonkit.train.experiment",
+            *common,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lemonkit.train.experiment",
+            *common,
+            "--out",
+            str(tmp_path / "one"),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
+    ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / "small.json").read_text())
+    one = json.loads((tmp_path / "one" / "tiny" / "tiny" / "small.json").read_text())
+    assert ddp["world_size"] == 2 and one["world_size"] == 1
+    assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
+        [h["val_loss"] for h in one["history"]], rel=1e-4
+    )

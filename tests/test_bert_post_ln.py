@@ -36,11 +36,11 @@ def test_post_ln_indivisible_width_is_refused():
 
 def test_moving_the_affine_is_what_makes_depth_work(monkeypatch):
     """Without it (a plain zero-branch copy) Post-LN depth is wrong, as NOTES.md 6 says."""
-    import lemonkit.plan
+    import lemonkit.entries
 
     small = build("bert", layer_norm_eps=1e-12)
     exact = lemonkit.verify(small, lemonkit.expand(small, num_layers=3)).rel_error_fp64
-    monkeypatch.setattr(lemonkit.plan, "_post_ln", lambda plan, entry, t: entry)
+    monkeypatch.setattr(lemonkit.entries, "_post_ln", lambda plan, entry, t: entry)
     naive = lemonkit.verify(small, lemonkit.expand(small, num_layers=3)).rel_error_fp64
     assert exact < 1e-12
     assert naive > 1e-3

@@ -19,6 +19,7 @@ import sys
 import torch
 
 from lemonkit.errors import LemonkitError
+from lemonkit.plan import DEPTHS, METHODS
 
 EXIT_ERROR = 2
 EXIT_NOT_LOSSLESS = 1
@@ -134,11 +135,25 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_int_list, help="staged CNNs: per-stage block counts")
     p.add_argument("--embedding-size", type=int, help="staged CNNs: the stem's width")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", choices=["lemon", "net2net"], default="lemon")
+    p.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="lemon",
+        help="lemon (unequal splits, default), net2net (equal splits), aki (bert2BERT-AKI "
+        "baseline, lossy: needs --allow-lossy)",
+    )
+    p.add_argument(
+        "--depth",
+        choices=list(DEPTHS),
+        default="zero",
+        help="zero (new blocks' branch output zeroed, lossless, default), stack (StackBERT "
+        "baseline: the stack repeated, nothing zeroed, lossy: needs --allow-lossy)",
+    )
     p.add_argument(
         "--allow-lossy",
         action="store_true",
-        help="where exactness is impossible, do the best approximation and report it",
+        help="where exactness is impossible, do the best approximation and report it; "
+        "also allows the lossy baselines (--method aki, --depth stack)",
     )
 
 
@@ -162,6 +177,7 @@ def _targets(args) -> dict:
         "embedding_size": args.embedding_size,
         "seed": args.seed,
         "method": args.method,
+        "depth": args.depth,
         "allow_lossy": args.allow_lossy,
     }
 
@@ -223,7 +239,7 @@ def cmd_list(args) -> int:
 def _sizes_line(plan) -> str:
     s, t = plan.source_sizes, plan.sizes
     parts = [f"{k} {s[k]}->{t[k]}" for k in t if k != "head_dim"]
-    return "  " + ", ".join(parts) + f"; method {plan.method}, seed {plan.seed}"
+    return "  " + ", ".join(parts) + f"; method {plan.method}, depth {plan.depth}, seed {plan.seed}"
 
 
 def _say(args, text: str) -> None:

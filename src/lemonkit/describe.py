@@ -14,7 +14,7 @@ from lemonkit.plan import ExpansionPlan
 
 def rule_text(plan: ExpansionPlan, spec: Tensor, is_new: bool) -> str:
     """One line: the rule applied on each axis of a tensor."""
-    if is_new and spec.branch_out:
+    if is_new and spec.branch_out and plan.zero_new_branches:
         return "zeros (new block: residual branch output starts at 0)"
     tie = plan.table.tie_embeddings
     if plan.tied and tie and spec.name == tie[0]:
@@ -28,7 +28,7 @@ def rule_text(plan: ExpansionPlan, spec: Tensor, is_new: bool) -> str:
             fill = plan.maps[space].fill if isinstance(rule.space, str) else "copy"
             parts.append(f"axis{axis} out:{space} (copy, extras {fill})")
         elif isinstance(rule, In):
-            split = "unequal split" if plan.method == "lemon" else "equal split"
+            split = "unequal split" if plan.split == "lemon" else "equal split"
             parts.append(f"axis{axis} in:{space} ({split}, extras random)")
         elif isinstance(rule, Gamma | Beta):
             kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
@@ -44,7 +44,7 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     s, t = plan.source_sizes, plan.sizes
     record = plan.to_json()
     lines = [
-        f"model type {plan.model_type}, method {plan.method}, seed {plan.seed}",
+        f"model type {plan.model_type}, method {plan.method}, depth {plan.depth}, seed {plan.seed}",
         "sizes: " + ", ".join(f"{k} {s[k]}->{t[k]}" for k in s),
         *(
             f"layer map{' of ' + g if g else ''} (target <- source): {m}; new blocks at "
@@ -60,6 +60,8 @@ def describe_plan(plan: ExpansionPlan, layout: list) -> str:
     for e, shape in layout:
         src = "" if e.source == e.name else f" <- {e.source}"
         rule = "identity norm (Post-LN depth)" if e.identity else rule_text(plan, e.spec, e.is_new)
+        if e.donor and not (e.is_new and e.spec.branch_out and plan.zero_new_branches):
+            rule += f"; new units from {e.donor} (AKI)"
         lines.append(f"{e.name:<{width}} {str(list(shape)):<16} {rule}{src}")
     return "\n".join(lines)
 

@@ -22,8 +22,9 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from lemonkit.architectures.base import ArchTable, Beta, Gamma, In, Out, SpaceRef, Tensor
+from lemonkit.entries import target_entries
 from lemonkit.errors import CheckpointError
-from lemonkit.plan import ExpansionPlan, make_plan, target_entries
+from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.rules import expand_beta, expand_gamma, expand_in, expand_out
 from lemonkit.spaces import HIDDEN, SpaceMap
 
@@ -38,7 +39,7 @@ def expand_state_dict(
 ) -> tuple[dict[str, torch.Tensor], ExpansionPlan]:
     """Expand a whole state dict; ``targets`` are :func:`~lemonkit.plan.make_plan` args
     (``hidden_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``,
-    ``intermediate_size``, ``layer_map``, ``seed``, ``method``, ``allow_lossy``).
+    ``intermediate_size``, ``layer_map``, ``seed``, ``method``, ``depth``, ``allow_lossy``).
 
     Returns the expanded state dict (the source's dtypes unless ``out_dtype``) and the plan.
     """
@@ -64,6 +65,8 @@ def iter_expanded(
             state_dict[e.source],
             e.is_new,
             identity=e.identity,
+            donor=state_dict[e.donor] if e.donor else None,
+            donor_name=e.donor_name,
             compute_dtype=compute_dtype,
             out_dtype=out_dtype,
         )
@@ -81,6 +84,8 @@ def expand_tensor(
     is_new: bool,
     *,
     identity: bool = False,
+    donor: torch.Tensor | None = None,
+    donor_name: str | None = None,
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
@@ -93,6 +98,8 @@ def expand_tensor(
             tensor,
             is_new,
             identity=identity,
+            donor=donor,
+            donor_name=donor_name,
             compute_dtype=compute_dtype,
             out_dtype=out_dtype,
         )
@@ -108,10 +115,73 @@ def iter_expand_tensor(
     is_new: bool,
     *,
     identity: bool = False,
+    donor: torch.Tensor | None = None,
+    donor_name: str | None = None,
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield one source tensor's target in chunks of rows (axis 0), in order.
+
+    ``donor`` (``method="aki"``, from :func:`~lemonkit.entries.target_entries`): the same
+    tensor of the next source layer. It is expanded alongside, chunk for chunk, as the
+    target ``donor_name``, and gives the new units their entries along every producer
+    axis (bert2BERT-AKI). A zeroed or identity tensor ignores it.
+    """
+    out_dtype = out_dtype or tensor.dtype
+    zeroed = is_new and spec.branch_out and plan.zero_new_branches
+    args = (plan, spec, compute_dtype, out_dtype)
+    chunks = _iter_expand(*args, target_name, tensor, zeroed, identity)
+    if donor is None or zeroed or identity or not tensor.is_floating_point():
+        yield from chunks
+        return
+    if donor.shape != tensor.shape:
+        raise CheckpointError(
+            f"tensor {target_name}: the next layer's {donor_name} has shape "
+            f"{tuple(donor.shape)}, not {tuple(tensor.shape)} (method aki needs equal layers)"
+        )
+    donor_chunks = _iter_expand(*args, donor_name or target_name, donor, False, False)
+    yield from _take_new_units(plan, spec, chunks, donor_chunks)
+
+
+def _take_new_units(
+    plan: ExpansionPlan,
+    spec: Tensor,
+    chunks: Iterator[torch.Tensor],
+    donor_chunks: Iterator[torch.Tensor],
+) -> Iterator[torch.Tensor]:
+    """bert2BERT-AKI: along every producer axis, the new units (later copies and extras,
+    :meth:`~lemonkit.spaces.SpaceMap.new_channels`) take the donor's entries. Chunks
+    are runs of axis-0 rows, the same runs for both tensors (same shape, same plan)."""
+    axes = _effective_axes(plan, spec)
+    masks = {a: _new_channels(plan, r.space) for a, r in enumerate(axes) if isinstance(r, Out)}
+    start = 0
+    for mine, theirs in zip(chunks, donor_chunks, strict=True):
+        n = mine.shape[0]
+        for axis, mask in masks.items():
+            index = (mask[start : start + n] if axis == 0 else mask).nonzero().flatten()
+            if len(index):  # out of place: a chunk may be a view of the source
+                mine = mine.index_copy(axis, index, theirs.index_select(axis, index))
+        start += n
+        yield mine
+
+
+def _new_channels(plan: ExpansionPlan, space: SpaceRef) -> torch.Tensor:
+    """New-unit flags per target channel of a (possibly fused) space."""
+    names = (space,) if isinstance(space, str) else space
+    return torch.cat([plan.maps[n].new_channels() for n in names])
+
+
+def _iter_expand(
+    plan: ExpansionPlan,
+    spec: Tensor,
+    compute_dtype: torch.dtype | None,
+    out_dtype: torch.dtype,
+    target_name: str,
+    tensor: torch.Tensor,
+    zeroed: bool,
+    identity: bool,
+) -> Iterator[torch.Tensor]:
+    """The width (and zero-depth) expansion of one tensor, in chunks of axis-0 rows.
 
     Memory stays near one chunk (``CHUNK_ELEMENTS``) beyond the source tensor. Rows are
     independent: a target row copies a source row (or is an extra stream row: the mean
@@ -127,13 +197,12 @@ def iter_expand_tensor(
     if not tensor.is_floating_point():  # integer buffers (position ids): nothing grows
         yield tensor
         return
-    out_dtype = out_dtype or tensor.dtype
     compute = compute_dtype or (torch.float32 if out_dtype.itemsize <= 2 else torch.float64)
     shape = target_shape(plan, spec, tensor.shape)
     axes = _effective_axes(plan, spec)
     seed_name = _seed_name(plan, target_name)
     source = tensor.detach().to(out_dtype)  # rounded to the output dtype: splits exact in it
-    if is_new and spec.branch_out:
+    if zeroed:  # a new block's residual branch output (depth "zero")
         yield torch.zeros(shape, dtype=out_dtype)
         return
     if identity:  # a norm that must pass its (normalised) input through: (1, 0)
@@ -169,7 +238,7 @@ def _expand_block(plan, spec, axes, t: torch.Tensor, gen, out_dtype, from_axis: 
         t = t * embedding_ratio(plan, out_dtype)
     for axis, rule in enumerate(axes):
         if axis >= from_axis and isinstance(rule, In):
-            t = _per_segment(t, axis, rule.space, plan, _consumer(plan.method, gen, out_dtype))
+            t = _per_segment(t, axis, rule.space, plan, _consumer(plan.split, gen, out_dtype))
     for axis, rule in enumerate(axes):
         if axis >= from_axis and isinstance(rule, Out):
             t = _per_segment(t, axis, rule.space, plan, expand_out)

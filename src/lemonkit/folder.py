@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from lemonkit.architectures import model_class
 from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
 from lemonkit.engine import check_names, check_shape, iter_expand_tensor, target_shape
-from lemonkit.errors import CheckpointError, LemonkitError
-from lemonkit.plan import ExpansionPlan, make_plan, target_entries
+from lemonkit.entries import target_entries
+from lemonkit.errors import CheckpointError, ImpossibleExpansionError, LemonkitError
+from lemonkit.plan import ExpansionPlan, baseline_lossy_reason, make_plan
 from lemonkit.verify import VerifyReport, verify
 from lemonkit.writer import Entry, nbytes, plan_shards, write_shards
 
@@ -52,8 +53,11 @@ def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, 
     """Open ``src``, make the plan and check every tensor's name and shape (no weights read).
 
     Returns the checkpoint, the plan and the layout: (target entry, target shape) per
-    output tensor.
+    output tensor. A growth baseline (``method="aki"``, ``depth="stack"``) is refused
+    unless ``allow_lossy``: a folder that does not compute the source's function is
+    written only on request.
     """
+    _check_baseline_allowed(targets)
     ckpt = Checkpoint.open(src)
     names = list(ckpt)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **targets)
@@ -65,6 +69,15 @@ def plan_folder(src: str | Path, **targets) -> tuple[Checkpoint, ExpansionPlan, 
         check_shape(plan, e.spec, e.source, ckpt.shape(e.source))
         layout.append((e, tuple(target_shape(plan, e.spec, ckpt.shape(e.source)))))
     return ckpt, plan, layout
+
+
+def _check_baseline_allowed(targets: dict) -> None:
+    reason = baseline_lossy_reason(targets.get("method") or "lemon", targets.get("depth") or "zero")
+    if reason and not targets.get("allow_lossy"):
+        raise ImpossibleExpansionError(
+            f"not lossless: {reason}. These are growth baselines; pass --allow-lossy "
+            "(allow_lossy=True) to write them anyway"
+        )
 
 
 def expand_folder(
@@ -99,6 +112,8 @@ def expand_folder(
                 ckpt[e.source],
                 e.is_new,
                 identity=e.identity,
+                donor=ckpt[e.donor] if e.donor else None,  # aki: the next layer's tensor
+                donor_name=e.donor_name,
                 compute_dtype=compute_dtype,
                 out_dtype=dtype,
             )

@@ -29,6 +29,7 @@ def expand(
     *,
     seed: int = 0,
     method: str = "lemon",
+    depth: str = "zero",
     layer_map: list[int] | None = None,
     allow_lossy: bool = False,
     return_plan: bool = False,
@@ -41,6 +42,11 @@ def expand(
     Sizes left out keep the source's value (heads follow the hidden size, head_dim
     kept). ``method="net2net"`` uses equal splits (no symmetry breaking). Staged CNNs
     (ResNet) take per-stage ``hidden_sizes`` and ``depths`` and ``embedding_size``.
+
+    Growth baselines (not lossless; ``plan.lossy_reason`` says so): ``method="aki"``
+    (bert2BERT-AKI: equal splits, new units' fan-in from the next layer) and
+    ``depth="stack"`` (StackBERT: default layer map ``[i % L_src]``, new blocks' branches
+    kept). ``depth="zero"`` (default) zeroes new blocks' branch outputs: lossless.
     """
     table = lemonkit_table(model.config.model_type)
     state, plan = expand_state_dict(
@@ -59,6 +65,7 @@ def expand(
         embedding_size=embedding_size,
         seed=seed,
         method=method,
+        depth=depth,
         allow_lossy=allow_lossy,
     )
     big = build_model(type(model), plan.target_config, state)

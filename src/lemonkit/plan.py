@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from lemonkit.architectures import table_for
-from lemonkit.architectures.base import ArchTable, Tensor
+from lemonkit.architectures.base import ArchTable
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.rules import METHODS
 from lemonkit.spaces import (
     HEADS_QKV,
     HIDDEN,
@@ -31,8 +30,14 @@ from lemonkit.spaces import (
     circular_map,
     dead_head_maps,
     default_layer_map,
+    stack_layer_map,
     stream_map,
 )
+
+# width methods: LEMON's unequal splits; Net2Net / bert2BERT-FPI equal splits; bert2BERT-AKI
+METHODS = ("lemon", "net2net", "aki")
+# depth: new blocks with their residual branch zeroed (lossless); StackBERT's whole-stack copy
+DEPTHS = ("zero", "stack")
 
 
 @dataclass
@@ -49,6 +54,7 @@ class ExpansionPlan:
     new_layers: list[bool]
     method: str = "lemon"
     seed: int = 0
+    depth: str = "zero"
     tied: bool = False
     lossy_reason: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -58,6 +64,18 @@ class ExpansionPlan:
     def layer_map_of(self, group: str | None) -> tuple[list[int], list[bool]]:
         """The layer map and new-block flags that a tensor of ``group`` follows."""
         return self.groups[group] if group else (self.layer_map, self.new_layers)
+
+    @property
+    def split(self) -> str:
+        """The fan-out split of consumer axes: ``"lemon"`` (unequal) or ``"net2net"``
+        (equal 1/n, also the base of ``aki``)."""
+        return "lemon" if self.method == "lemon" else "net2net"
+
+    @property
+    def zero_new_branches(self) -> bool:
+        """New blocks start with their residual branch's last linear at zero (depth
+        ``"zero"``); ``"stack"`` copies it as it is."""
+        return self.depth == "zero"
 
     @property
     def model_type(self) -> str:
@@ -88,6 +106,7 @@ class ExpansionPlan:
         return {
             "model_type": self.model_type,
             "method": self.method,
+            "depth": self.depth,
             "seed": self.seed,
             "source_sizes": self.source_sizes,
             "target_sizes": self.sizes,
@@ -102,6 +121,7 @@ class ExpansionPlan:
             "lossy_reason": self.lossy_reason,
             "expected_error_fp64": self.expected_error,
             "symmetry_breaking": _symmetry_note(self.method),
+            "depth_rule": _depth_note(self.depth),
             "notes": self.notes,
         }
 
@@ -109,11 +129,42 @@ class ExpansionPlan:
 def _symmetry_note(method: str) -> str:
     if method == "net2net":
         return "equal 1/n fan-out splits (Net2Net / bert2BERT-FPI): replicas stay identical"
+    if method == "aki":
+        return (
+            "bert2BERT-AKI: equal 1/n fan-out splits (FPI), then the new units' fan-in (their "
+            "rows in each layer's tensors) copied from the FPI expansion of the next source "
+            "layer (the top layer keeps its own): not lossless"
+        )
     return (
         "unequal per-element fan-out splits, weights U(0.5, 1.5) normalised per copy group "
         "(LEMON 4.1); free columns N(0, std(W)^2); extra norm scales U(-1, 1) (C.4); new "
-        "blocks: copies of their source block with fresh splits, branch output zeroed (4.3)"
+        "blocks: copies of their source block with fresh splits"
     )
+
+
+def _depth_note(depth: str) -> str:
+    if depth == "stack":
+        return (
+            "StackBERT: new blocks are copies of their source block (default map: the whole "
+            "stack repeated on top), residual branches kept: not lossless"
+        )
+    return "new blocks copy their source block with the residual branch's last linear zeroed"
+
+
+def baseline_lossy_reason(method: str, depth: str) -> str | None:
+    """Why a growth baseline (``aki``, ``stack``) is not lossless, or None."""
+    reasons = []
+    if method == "aki":
+        reasons.append(
+            "method aki (bert2BERT-AKI) gives new units the next layer's fan-in, which "
+            "changes the function"
+        )
+    if depth == "stack":
+        reasons.append(
+            "depth stack (StackBERT) keeps new blocks' residual branches, which changes "
+            "the function"
+        )
+    return "; ".join(reasons) or None
 
 
 def source_sizes(config: Any, table: ArchTable) -> dict[str, int]:
@@ -147,6 +198,7 @@ def make_plan(
     layer_map: list[int] | None = None,
     seed: int = 0,
     method: str = "lemon",
+    depth: str = "zero",
     allow_lossy: bool = False,
     base_model: bool | None = None,
     hidden_sizes: list[int] | None = None,
@@ -160,9 +212,17 @@ def make_plan(
     ``base_model``: the checkpoint is a headless model (``LlamaModel``, ``BertModel``...);
     None decides from ``config.architectures``. Staged CNNs (ResNet) take per-stage
     ``hidden_sizes`` and ``depths`` and the stem's ``embedding_size`` instead.
+
+    ``method``: ``"lemon"`` (unequal splits), ``"net2net"`` (equal splits) or ``"aki"``
+    (bert2BERT-AKI, not lossless). ``depth``: ``"zero"`` (new blocks' branch output zeroed,
+    lossless) or ``"stack"`` (StackBERT: default map ``[i % L_src]``, nothing zeroed, not
+    lossless). The baselines are recorded in ``lossy_reason``; the folder path refuses
+    them without ``allow_lossy``.
     """
     if method not in METHODS:
         raise ImpossibleExpansionError(f"method must be one of {METHODS}, got {method!r}")
+    if depth not in DEPTHS:
+        raise ImpossibleExpansionError(f"depth must be one of {DEPTHS}, got {depth!r}")
     table = table_for(config.model_type)
     if base_model is None:
         archs = getattr(config, "architectures", None) or []
@@ -176,6 +236,11 @@ def make_plan(
             raise ImpossibleExpansionError(
                 f"{config.model_type} grows per stage: give hidden_sizes, depths and "
                 "embedding_size (--hidden-sizes, --depths, --embedding-size)"
+            )
+        if method == "aki" or depth != "zero":
+            raise ImpossibleExpansionError(
+                f"method aki and depth stack are defined for Transformer stacks; "
+                f"{config.model_type} grows per stage (use method lemon or net2net)"
             )
         from lemonkit.stages import stage_plan  # local import: stages imports plan
 
@@ -196,7 +261,8 @@ def make_plan(
                 f"num_layers={num_layers} but the layer map has {len(layer_map)} entries"
             )
         tgt["layers"] = len(layer_map)
-    lmap = layer_map if layer_map is not None else default_layer_map(src["layers"], tgt["layers"])
+    default_map = stack_layer_map if depth == "stack" else default_layer_map
+    lmap = layer_map if layer_map is not None else default_map(src["layers"], tgt["layers"])
     new_layers = check_layer_map(lmap, src["layers"])
     head_maps = dead_head_maps if table.dead_heads else attention_maps
     heads_map, kv_map = head_maps(
@@ -232,6 +298,7 @@ def make_plan(
                 "or pass allow_lossy=True (--allow-lossy) for the best approximation"
             )
         lossy = table.indivisible_lossy
+    lossy = "; ".join(r for r in (lossy, baseline_lossy_reason(method, depth)) if r) or None
     tied = bool(table.tie_embeddings and getattr(config, "tie_word_embeddings", False))
     plan = ExpansionPlan(
         table=table,
@@ -244,6 +311,7 @@ def make_plan(
         new_layers=new_layers,
         method=method,
         seed=seed,
+        depth=depth,
         tied=tied,
         lossy_reason=lossy,
     )
@@ -320,54 +388,3 @@ def target_config(plan: ExpansionPlan) -> Any:
         if isinstance(value, list) and len(value) == plan.source_sizes["layers"]:
             setattr(cfg, key, [value[s] for s in plan.layer_map])
     return cfg
-
-
-class TargetEntry(NamedTuple):
-    """One output tensor: its name, the source tensor it comes from, the table entry,
-    whether it belongs to a new block, and whether it is an identity norm (Post-LN
-    depth: NOTES.md 6)."""
-
-    name: str
-    source: str
-    spec: Tensor
-    is_new: bool
-    identity: bool = False
-
-
-def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[TargetEntry]:
-    """Every target tensor, non-layer tensors first, then layers in target order.
-
-    Unknown tensor names raise.
-    """
-    from lemonkit.engine import match_or_raise  # local import: engine imports plan
-
-    per_layer: dict[tuple[str | None, int], list[tuple[str, Tensor]]] = {}
-    entries: list[TargetEntry] = []
-    for name in source_names:
-        spec, layer = match_or_raise(plan.table, name)
-        if layer is None:
-            entries.append(TargetEntry(name, name, spec, False))
-        else:
-            per_layer.setdefault((spec.group, layer), []).append((name, spec))
-    for group in [None, *plan.groups]:
-        layer_map, new_layers = plan.layer_map_of(group)
-        for t_layer, s_layer in enumerate(layer_map):
-            for name, spec in per_layer.get((group, s_layer), []):
-                entry = TargetEntry(spec.with_layer(name, t_layer), name, spec, new_layers[t_layer])
-                entries.append(_post_ln(plan, entry, t_layer))
-    return entries
-
-
-def _post_ln(plan: ExpansionPlan, entry: TargetEntry, t: int) -> TargetEntry:
-    """Post-LN depth by moving the affine (NOTES.md 6): the output norm of a block that a
-    new block follows becomes the identity; the last new block of a run takes the output
-    norm of the original block that starts the run; new blocks' inner norms are identity."""
-    kind = entry.spec.post_ln
-    if kind == "inner":
-        return entry._replace(identity=entry.is_new)
-    if kind != "out":
-        return entry
-    if t + 1 < len(plan.layer_map) and plan.new_layers[t + 1]:
-        return entry._replace(identity=True)
-    start = max(i for i in range(t + 1) if not plan.new_layers[i])
-    return entry._replace(source=entry.spec.with_layer(entry.source, plan.layer_map[start]))

@@ -66,6 +66,16 @@ class SpaceMap:
         """
         return _channel_sources(self.sources, self.unit_size).clone()
 
+    def new_channels(self) -> torch.Tensor:
+        """Per-channel flags of the *new* units: every target unit that is not the first
+        occurrence of its source unit (later copies and extras), length
+        ``tgt_units * unit_size``. bert2BERT-AKI gives these units another layer's fan-in.
+
+        >>> circular_map(2, 3).new_channels().tolist()
+        [False, False, True]
+        """
+        return _new_channels(self.sources, self.unit_size).clone()
+
     def to_json(self) -> dict:
         return {
             "src_units": self.src_units,
@@ -82,6 +92,16 @@ def _channel_sources(sources: tuple[int, ...], unit_size: int) -> torch.Tensor:
     chan = src[:, None] * unit_size + torch.arange(unit_size)[None, :]
     chan[src < 0] = -1
     return chan.reshape(-1)
+
+
+@functools.lru_cache(maxsize=256)
+def _new_channels(sources: tuple[int, ...], unit_size: int) -> torch.Tensor:
+    seen: set[int] = set()
+    new = []
+    for s in sources:
+        new.append(s < 0 or s in seen)
+        seen.add(s)
+    return torch.tensor(new, dtype=torch.bool).repeat_interleave(unit_size)
 
 
 def stream_map(src: int, tgt: int, fill: Fill, name: str = HIDDEN) -> SpaceMap:
@@ -176,6 +196,16 @@ def default_layer_map(src_layers: int, tgt_layers: int) -> list[int]:
         gets_extra = (i + 1) * extra // src_layers > i * extra // src_layers
         out += [i] * (base + int(gets_extra))
     return out
+
+
+def stack_layer_map(src_layers: int, tgt_layers: int) -> list[int]:
+    """StackBERT (Gong et al. 2019): the whole source stack copied on top of itself.
+
+    >>> stack_layer_map(2, 5)
+    [0, 1, 0, 1, 0]
+    """
+    _check_growth("num_layers", src_layers, tgt_layers)
+    return [i % src_layers for i in range(tgt_layers)]
 
 
 def check_layer_map(layer_map: list[int], src_layers: int) -> list[bool]:

@@ -65,6 +65,7 @@ def summarise(runs: dict[str, dict]) -> dict:
             "final_val": r["history"][-1]["val_loss"],
             "init_rel_error": r.get("init_rel_error"),
             "hit_step": hit[0] if hit else None,
+            "hit_flops": hit[1] if hit else None,
             "saved": 1 - hit[1] / scratch_flops if hit else None,
             "saved_net": 1 - (hit[1] + small_flops) / scratch_flops if hit else None,
             "final_acc": r["history"][-1].get("val_acc"),
@@ -118,12 +119,13 @@ def table(summary: dict) -> str:
     for r in summary["rows"]:
         err = "-" if r["init_rel_error"] is None else f"{r['init_rel_error']:.1e}"
         hit = "-" if r["hit_step"] is None else str(r["hit_step"])
+        flops = "-" if r["hit_flops"] is None else f"{r['hit_flops']:.2e}"
         acc = "" if r["final_acc"] is None else f" (acc {100 * r['final_acc']:.1f}%)"
         saved = "-" if r["group"] == "reference" else _pct(r["saved"])
         net = "-" if r["group"] == "reference" else _pct(r["saved_net"])
         lines.append(
             f"| {r['run']} | {r['group']} | {err} | {r['start_val']:.4f} | "
-            f"{r['final_val']:.4f}{acc} | {r['steps']} | {hit} | {saved} | {net} |"
+            f"{r['final_val']:.4f}{acc} | {r['steps']} | {hit} | {flops} | {saved} | {net} |"
         )
     return "\n".join(lines)
 
@@ -190,7 +192,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"{summary['small_final_val']:.4f}, {small_gap:+.4f} from the target; its training "
             f"costs {100 * summary['small_flops'] / summary['scratch_flops']:.1f}% of the "
             f"scratch run's FLOPs. All {len(runs)} runs took {summary['wall_s'] / 60:.1f} min "
-        "of wall time.",
+            "of wall time.",
             "",
             f"**LEMON saves {h['saved']}** of the training FLOPs (as the paper counts; "
             f"{h['saved_net']} counting the small model's training), over "

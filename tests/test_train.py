@@ -233,38 +233,16 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     torchrun = Path(sys.executable).parent / "torchrun"
-    common = [str(config), "--preset", "tiny", "--only", "small", "--quiet", "--no-report"]
+    module = ["-m", "lemonkit.train.experiment", str(config), "--preset", "tiny"]
+    common = ["--only", "small", "--quiet", "--no-report", "--out"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [
-            str(torchrun),
-            "--nproc_per_node=2",
-            "--master_port=29517",
-            "-m",
-            "lemonkit.train.experiment",
-            *common,
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
-        check=True,
-        env=env,
-        timeout=300,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lemonkit.train.experiment",
-            *common,
-            "--out",
-            str(tmp_path / "one"),
-        ],
-        check=True,
-        env=env,
-        timeout=300,
-        capture_output=True,
-    )
+    launchers = {
+        "ddp": [str(torchrun), "--nproc_per_node=2", "--master_port=29517"],
+        "one": [sys.executable],
+    }
+    for out, launcher in launchers.items():
+        cmd = [*launcher, *module, *common, str(tmp_path / out)]
+        subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
     ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / "small.json").read_text())
     one = json.loads((tmp_path / "one" / "tiny" / "tiny" / "small.json").read_text())
     assert ddp["world_size"] == 2 and one["world_size"] == 1

@@ -210,6 +210,8 @@ def test_savings_arithmetic():
         "lemon-s0": run("l", "headline", [3, 2.5, 1.99], 10.0),  # hit at 20 steps = 200
         "aki": run("a", "baseline", [4, 3, 2.5], 10.0),
     }
+    partial = {k: v for k, v in runs.items() if k in ("small", "scratch-s0")}
+    assert report.summarise(partial) == {}  # no LEMON run yet: no savings to report
     s = report.summarise(runs)
     assert s["target"] == pytest.approx(2.0)
     rows = {r["run"]: r for r in s["rows"]}

@@ -46,7 +46,8 @@ def load_runs(folder: Path) -> dict[str, dict]:
 def summarise(runs: dict[str, dict]) -> dict:
     """Target, scratch cost and one row per run (saved fractions, hit step, finals)."""
     scratch = [r for n, r in runs.items() if n.startswith("scratch-")]
-    if not scratch or "small" not in runs:
+    # LEMON runs start after every scratch seed: until one exists the target may change
+    if "small" not in runs or not any(r["run"]["group"] == "headline" for r in runs.values()):
         return {}
     target = statistics.mean(r["history"][-1]["val_loss"] for r in scratch)
     scratch_flops = statistics.mean(r["history"][-1]["flops"] for r in scratch)
@@ -112,8 +113,8 @@ def headline(summary: dict) -> dict:
 def table(summary: dict) -> str:
     head = (
         "| run | group | init error (rel) | start val | final val | steps run | "
-        "steps to target | saved (paper) | saved (net of small) |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "steps to target | FLOPs to target | saved (paper) | saved (net of small) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in summary["rows"]:
@@ -135,6 +136,24 @@ def _label(name: str) -> str:
     return f"{LABELS.get(base, name)}" + (f" [{name}]" if base != name else "")
 
 
+COLORS = {
+    "scratch": "0.45",
+    "lemon": "tab:red",
+    "lemon-default": "tab:orange",
+    "net2net": "tab:blue",
+    "aki": "tab:purple",
+    "stack": "tab:cyan",
+    "ki-soft": "tab:olive",
+    "ki-hard": "tab:green",
+}
+
+
+def _color(name: str) -> str | None:
+    """One colour per method (seeds share it); ablations take matplotlib's cycle."""
+    base = name.split("-s")[0] if name.startswith(("scratch-s", "lemon-s")) else name
+    return COLORS.get(base)
+
+
 def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
     """Validation loss against training FLOPs (as a fraction of scratch): the main
     comparison on the left, the LEMON recipe ablations on the right."""
@@ -152,7 +171,7 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
             xs = [h["flops"] / summary["scratch_flops"] for h in r["history"]]
             ys = [h["val_loss"] for h in r["history"]]
             style = "--" if r["run"]["group"] == "reference" else "-"
-            ax.plot(xs, ys, style, label=_label(name), lw=1.4)
+            ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name))
         ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
         ax.set_xlabel("training FLOPs / from-scratch FLOPs")
         ax.set_title(

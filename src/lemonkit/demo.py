@@ -50,7 +50,7 @@ DEMO = {
     "lr": 4e-3,
     "warmup": 50,
     "min_lr_ratio": 0.1,
-    "small_steps": 1000,
+    "small_steps": 400,
     "small_min_lr_ratio": 1.0,
     "steps": 800,
     "lemon_ratio": 0.5,

@@ -251,3 +251,16 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
         [h["val_loss"] for h in one["history"]], rel=1e-4
     )
+
+
+def test_demo_quick_tells_the_story(tmp_path, capsys):
+    from lemonkit import demo
+
+    demo.main(["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out
+    folder = tmp_path / "training" / "demo" / "demo"
+    assert (folder / "curves.png").stat().st_size > 0
+    assert (folder / "small.safetensors").exists()  # cached for the next run
+    demo.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    assert capsys.readouterr().out == ""

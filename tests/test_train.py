@@ -37,6 +37,7 @@ ckpt_every = 2
 baselines = ["lemon-default", "net2net", "aki", "stack", "ki-soft", "ki-hard"]
 ablation_lr = [0.2]
 ablation_decay = [0.75]
+baseline_seeds = [0, 1]
 """
 
 
@@ -165,29 +166,32 @@ def test_tiny_experiment_end_to_end(tiny_results):
         "scratch-s1",
         "lemon-s0",
         "lemon-s1",
-        "lemon-default",
-        "net2net",
-        "aki",
-        "stack",
-        "ki-soft",
-        "ki-hard",
+        "lemon-default-s0",
+        "net2net-s0",
+        "net2net-s1",
+        "aki-s0",
+        "aki-s1",
+        "stack-s0",
+        "stack-s1",
+        "ki-soft-s0",
+        "ki-hard-s0",
         "lemon-lr0.2",
         "lemon-decay0.75",
     }
     runs = report.load_runs(folder)
     # the expansion starts where the small model ended; lossy baselines do not
     small_final = runs["small"]["history"][-1]["val_loss"]
-    for name in ("lemon-s0", "lemon-s1", "net2net", "lemon-lr0.2"):
+    for name in ("lemon-s0", "lemon-s1", "net2net-s1", "lemon-lr0.2"):
         assert runs[name]["init_rel_error"] < 1e-5, name
         assert runs[name]["history"][0]["val_loss"] == pytest.approx(small_final, abs=1e-4)
-    for name in ("aki", "stack"):
+    for name in ("aki-s0", "stack-s1"):
         assert runs[name]["init_rel_error"] > 1e-3, name
     assert runs["lemon-s0"]["history"][-1]["step"] == 2  # the recipe: 0.5 T
     assert runs["lemon-decay0.75"]["config"]["decay_steps"] == 3
     assert runs["lemon-lr0.2"]["config"]["lr"] == pytest.approx(0.2 * 3e-3)
     assert not (folder / "ckpt" / "lemon-s0").exists()  # finished runs drop their checkpoint
     text = (tiny_results / "RESULTS.md").read_text()
-    assert "## tiny" in text and "| aki |" in text and (folder / "curves.png").stat().st_size
+    assert "## tiny" in text and "| aki-s1 |" in text and (folder / "curves.png").stat().st_size
 
 
 def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
@@ -208,7 +212,7 @@ def test_savings_arithmetic():
         "scratch-s0": run("s", "reference", [5, 4, 3, 2.1], 10.0),
         "scratch-s1": run("s", "reference", [5, 4, 3, 1.9], 10.0),  # target 2.0, 300 FLOPs
         "lemon-s0": run("l", "headline", [3, 2.5, 1.99], 10.0),  # hit at 20 steps = 200
-        "aki": run("a", "baseline", [4, 3, 2.5], 10.0),
+        "aki-s0": run("a", "baseline", [4, 3, 2.5], 10.0),
     }
     partial = {k: v for k, v in runs.items() if k in ("small", "scratch-s0")}
     assert report.summarise(partial) == {}  # no LEMON run yet: no savings to report
@@ -218,7 +222,9 @@ def test_savings_arithmetic():
     assert rows["lemon-s0"]["hit_step"] == 20
     assert rows["lemon-s0"]["saved"] == pytest.approx(1 - 200 / 300)
     assert rows["lemon-s0"]["saved_net"] == pytest.approx(1 - 210 / 300)
-    assert rows["aki"]["saved"] is None
+    assert rows["aki-s0"]["saved"] is None
+    assert report.saved_by_method(s) == {"lemon": [pytest.approx(1 / 3)], "aki": [None]}
+    assert "aki" in report.verdict(s) and "saved more than every" in report.verdict(s)
     assert "not reached" in report.table(s)
 
 

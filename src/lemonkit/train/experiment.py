@@ -8,10 +8,10 @@ a run interrupted half-way resumes from its own checkpoint):
   mean final validation loss is the *target*.
 - ``lemon-s{k}``: LEMON expansion of ``small``, LEMON recipe (same peak LR, decay over
   ``lemon_ratio`` x T), one per seed (expansion seed and data seed).
-- baselines, one seed: ``lemon-default`` (LEMON, the scratch schedule over T),
-  ``net2net`` (bert2BERT-FPI), ``aki`` (bert2BERT-AKI), ``stack`` (StackBERT depth),
-  ``ki-soft`` / ``ki-hard`` (large model from scratch learning from ``small``), each
-  expansion trained with the LEMON recipe.
+- baselines: ``net2net`` (bert2BERT-FPI), ``aki`` (bert2BERT-AKI), ``stack`` (StackBERT
+  depth), trained with the LEMON recipe, one run per ``baseline_seeds`` (default: the first
+  seed); ``lemon-default`` (LEMON, the scratch schedule over T) and ``ki-soft`` /
+  ``ki-hard`` (the large model from scratch learning from ``small``), the first seed.
 - ablations: ``lemon-lr{f}`` (peak LR x f) and ``lemon-decay{r}`` (decay over r x T).
 
 Example:
@@ -88,38 +88,40 @@ def load_experiment(path: str | Path, preset: str, out: Path = OUT) -> Experimen
 
 
 def run_specs(exp: Experiment) -> list[RunSpec]:
+    """Every run of the experiment, in the order they must run (names end in -s{seed})."""
     p = exp.p
     r = p.get("lemon_ratio", 0.5)
+    recipe = {"decay_ratio": r, "steps_ratio": r}
+    seeds, first = p["seeds"], p["seeds"][:1]
     specs = [RunSpec("small", "small", "source")]
-    specs += [RunSpec(f"scratch-s{s}", "scratch", "reference", seed=s) for s in p["seeds"]]
-    specs += [
-        RunSpec(f"lemon-s{s}", "expand", "headline", seed=s, decay_ratio=r, steps_ratio=r)
-        for s in p["seeds"]
-    ]
+    specs += [RunSpec(f"scratch-s{s}", "scratch", "reference", seed=s) for s in seeds]
+    specs += [RunSpec(f"lemon-s{s}", "expand", "headline", seed=s, **recipe) for s in seeds]
     for b in p.get("baselines", []):
-        if b == "lemon-default":
-            specs.append(RunSpec(b, "expand", "baseline", stop_at_target=True))
-        elif b in ("net2net", "aki"):
-            specs.append(RunSpec(b, "expand", "baseline", method=b, decay_ratio=r, steps_ratio=r))
-        elif b == "stack":
-            specs.append(
-                RunSpec(b, "expand", "baseline", depth="stack", decay_ratio=r, steps_ratio=r)
-            )
-        elif b in ("ki-soft", "ki-hard"):
-            specs.append(RunSpec(b, "scratch", "baseline", ki=b[3:], stop_at_target=True))
-        else:
-            raise SystemExit(f"unknown baseline {b!r}")
+        for s in p.get("baseline_seeds", first) if b in EXPANSION_BASELINES else first:
+            specs.append(_baseline(b, s, recipe))
     for f in p.get("ablation_lr", []):
-        specs.append(
-            RunSpec(
-                f"lemon-lr{f:g}", "expand", "ablation", lr_scale=f, decay_ratio=r, steps_ratio=r
-            )
-        )
+        specs.append(RunSpec(f"lemon-lr{f:g}", "expand", "ablation", lr_scale=f, **recipe))
     for d in p.get("ablation_decay", []):
         specs.append(
             RunSpec(f"lemon-decay{d:g}", "expand", "ablation", decay_ratio=d, steps_ratio=d)
         )
     return specs
+
+
+EXPANSION_BASELINES = ("net2net", "aki", "stack")
+
+
+def _baseline(b: str, seed: int, recipe: dict) -> RunSpec:
+    name = f"{b}-s{seed}"
+    if b == "lemon-default":  # LEMON init, the from-scratch schedule (decay over T)
+        return RunSpec(name, "expand", "baseline", seed=seed, stop_at_target=True)
+    if b in ("net2net", "aki"):
+        return RunSpec(name, "expand", "baseline", seed=seed, method=b, **recipe)
+    if b == "stack":
+        return RunSpec(name, "expand", "baseline", seed=seed, depth="stack", **recipe)
+    if b in ("ki-soft", "ki-hard"):
+        return RunSpec(name, "scratch", "baseline", seed=seed, ki=b[3:], stop_at_target=True)
+    raise SystemExit(f"unknown baseline {b!r}")
 
 
 def load_data(task: str):

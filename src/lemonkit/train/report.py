@@ -31,6 +31,12 @@ LABELS = {
 }
 
 
+def method_of(name: str) -> str:
+    """``net2net-s1`` -> ``net2net``; names without a seed suffix are their own method."""
+    base, _, seed = name.rpartition("-s")
+    return base if base and seed.isdigit() else name
+
+
 def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
     """(step, cumulative FLOPs) of the first evaluation at or below ``target``."""
     for rec in history:
@@ -40,7 +46,9 @@ def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
 
 
 def load_runs(folder: Path) -> dict[str, dict]:
-    return {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
+    """Every run record in ``folder`` (``summary.json`` is the report's own output)."""
+    files = sorted(f for f in folder.glob("*.json") if f.name != "summary.json")
+    return {f.stem: json.loads(f.read_text()) for f in files}
 
 
 def summarise(runs: dict[str, dict]) -> dict:
@@ -91,7 +99,11 @@ def _pct(x: float | None) -> str:
 
 def _spread(values: list[float | None]) -> str:
     """mean +- half range over seeds; 'not reached' when any seed misses."""
-    if not values or any(v is None for v in values):
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return _pct(values[0])
+    if any(v is None for v in values):
         reached = sum(v is not None for v in values)
         return f"reached by {reached}/{len(values)} seeds"
     mean = statistics.mean(values)
@@ -108,6 +120,36 @@ def headline(summary: dict) -> dict:
         "lemon_final": [r["final_val"] for r in lemon],
         "scratch_final": [r["final_val"] for r in scratch],
     }
+
+
+def saved_by_method(summary: dict) -> dict[str, list[float | None]]:
+    """Savings of every run, grouped by method over seeds (``lemon-s0``, ``lemon-s1`` ->
+    ``lemon``); the reference and the ablations left out."""
+    out: dict[str, list[float | None]] = {}
+    for r in summary["rows"]:
+        if r["group"] in ("headline", "baseline"):
+            out.setdefault(method_of(r["run"]), []).append(r["saved"])
+    return out
+
+
+def verdict(summary: dict) -> str:
+    """Plain words: which baselines did as well as LEMON (mean over seeds), which never
+    reached the target."""
+    by = saved_by_method(summary)
+    lemon = by.pop("lemon", [])
+    if not lemon or any(v is None for v in lemon):
+        return "**LEMON did not reach the target with every seed.**"
+    mean = statistics.mean(lemon)
+    level = [m for m, v in by.items() if None not in v and statistics.mean(v) >= mean]
+    missed = [m for m, v in by.items() if None in v]
+    words = [
+        f"**LEMON does not win here:** {', '.join(level)} saved as much or more."
+        if level
+        else "LEMON saved more than every baseline."
+    ]
+    if missed:
+        words.append("Not reaching the target with every seed: " + ", ".join(missed) + ".")
+    return " ".join(words)
 
 
 def table(summary: dict) -> str:
@@ -132,7 +174,7 @@ def table(summary: dict) -> str:
 
 
 def _label(name: str) -> str:
-    base = name.split("-s")[0] if name.startswith(("scratch-s", "lemon-s")) else name
+    base = method_of(name)
     return f"{LABELS.get(base, name)}" + (f" [{name}]" if base != name else "")
 
 
@@ -150,8 +192,7 @@ COLORS = {
 
 def _color(name: str) -> str | None:
     """One colour per method (seeds share it); ablations take matplotlib's cycle."""
-    base = name.split("-s")[0] if name.startswith(("scratch-s", "lemon-s")) else name
-    return COLORS.get(base)
+    return COLORS.get(method_of(name))
 
 
 def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
@@ -215,7 +256,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             "",
             f"**LEMON saves {h['saved']}** of the training FLOPs (as the paper counts; "
             f"{h['saved_net']} counting the small model's training), over "
-            f"{len(h['lemon_final'])} seeds (mean ± half range).",
+            f"{len(h['lemon_final'])} seeds (mean ± half range). {verdict(summary)}",
             "",
             table(summary),
             "",
@@ -225,7 +266,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
     )
 
 
-OVERVIEW_RUNS = ("lemon-default", "net2net", "aki", "stack", "ki-soft", "ki-hard")
+OVERVIEW_RUNS = ("net2net", "aki", "stack", "lemon-default", "ki-soft", "ki-hard")
 
 
 def overview(summaries: list[tuple[str, str, dict]]) -> str:
@@ -238,9 +279,8 @@ def overview(summaries: list[tuple[str, str, dict]]) -> str:
     )
     lines = [head]
     for name, preset, s in summaries:
-        rows = {r["run"]: r for r in s["rows"]}
         h = headline(s)
-        cells = [_pct(rows[b]["saved"]) if b in rows else "n/a" for b in OVERVIEW_RUNS]
+        cells = [_spread(saved_by_method(s).get(b, [])) for b in OVERVIEW_RUNS]
         lines.append(
             f"| {name} | {preset} | {s['target']:.4f} | {s['small_final_val'] - s['target']:+.3f} "
             f"| {h['saved']} | {h['saved_net']} | " + " | ".join(cells) + " |"

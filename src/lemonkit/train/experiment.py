@@ -268,7 +268,8 @@ def run_experiment(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Run one lemonkit experiment (a config file).")
-    ap.add_argument("config", nargs="+", help="experiments/configs/*.toml")
+    ap.add_argument("config", nargs="*", help="experiments/configs/*.toml")
+    ap.add_argument("--report", action="store_true", help="only regenerate RESULTS.md")
     ap.add_argument("--preset", default="small", help="small (CPU) or large (GPU)")
     ap.add_argument("--only", nargs="*", help="run names to run (default: all)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -281,13 +282,17 @@ def main(argv: list[str] | None = None) -> None:
     _, size = loop.world()
     if args.threads or size > 1:
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // size))
-    for config in args.config:
+    if not args.config and not args.report:
+        ap.error("give config files, or --report")
+    for config in [] if args.report else args.config:
         exp = load_experiment(config, args.preset, args.out)
         run_experiment(exp, args.only, progress=not args.quiet, force=args.force)
-    if not args.no_report and loop.world()[0] == 0 and not args.only:
+    if args.report or (not args.no_report and loop.world()[0] == 0 and not args.only):
         from lemonkit.train.report import write_results
 
-        write_results(args.out)
+        written = write_results(args.out)
+        if not args.quiet:
+            print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,24 @@ baseline_seeds = [0, 1]
 """
 
 
+TINY_MLM = """
+name = "tiny"
+task = "mlm"
+[preset.tiny]
+small = { arch = "bert", hidden = 32, layers = 2, heads = 4, intermediate = 64 }
+large = { arch = "bert", hidden = 64, layers = 3, heads = 8, intermediate = 128 }
+seq_len = 16
+batch_size = 4
+lr = 3e-3
+warmup = 1
+small_steps = 4
+steps = 4
+eval_every = 2
+eval_batches = 2
+seeds = [0]
+"""
+
+
 @pytest.fixture(scope="module")
 def text() -> TextData:
     return load_text()
@@ -129,6 +147,21 @@ def test_resume_repeats_the_uninterrupted_run_exactly(text, tmp_path, monkeypatc
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=n)
 
 
+def test_resume_refuses_other_settings_and_finds_an_interrupted_save(text, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2, ckpt_every=2), ckpt_dir=ckpt)
+    with pytest.raises(ValueError, match="other settings"):
+        loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2, lr=1e-2), ckpt_dir=ckpt)
+    ckpt.rename(tmp_path / "ckpt.old")  # a save cut off between its two renames
+    assert loop.find_checkpoint(ckpt) == tmp_path / "ckpt.old"
+    res = loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2), ckpt_dir=ckpt)
+    assert [h["step"] for h in res.history] == [0, 2]  # resumed at 2: nothing trained again
+
+
+def test_rank_weight_is_one_alone():
+    assert loop.rank_weight(torch.tensor([[1, IGNORE]]), 1) == 1.0
+
+
 def test_stop_at_target(text):
     cfg = _cfg(steps=40, eval_every=2, target=100.0, stop_at_target=True)
     res = loop.train(_tiny_model(), "causal_lm", text, cfg)
@@ -186,8 +219,12 @@ def test_tiny_experiment_end_to_end(tiny_results):
         assert runs[name]["history"][0]["val_loss"] == pytest.approx(small_final, abs=1e-4)
     for name in ("aki-s0", "stack-s1"):
         assert runs[name]["init_rel_error"] > 1e-3, name
-    assert runs["lemon-s0"]["history"][-1]["step"] == 2  # the recipe: 0.5 T
+    # the recipe: decay over 0.5 T, then on (at the floor LR) until the target, at most T
+    cfg = runs["lemon-s0"]["config"]
+    assert (cfg["decay_steps"], cfg["min_steps"], cfg["steps"]) == (2, 2, 4)
+    assert 2 <= runs["lemon-s0"]["history"][-1]["step"] <= 4
     assert runs["lemon-decay0.75"]["config"]["decay_steps"] == 3
+    assert runs["aki-s0"]["run"]["depth"] == "stack"  # bert2BERT grows depth by stacking
     assert runs["lemon-lr0.2"]["config"]["lr"] == pytest.approx(0.2 * 3e-3)
     assert not (folder / "ckpt" / "lemon-s0").exists()  # finished runs drop their checkpoint
     text = (tiny_results / "RESULTS.md").read_text()
@@ -200,6 +237,9 @@ def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
     exp = load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=tiny_results)
     run_experiment(exp, only=["lemon-s0"], progress=False)
     assert (folder / "lemon-s0.json").read_text() == before
+    exp.p = {**exp.p, "lr": 2e-3}  # changed settings: the cached result is stale
+    run_experiment(exp, only=["small"], progress=False)
+    assert json.loads((folder / "small.json").read_text())["config"]["lr"] == 2e-3
 
 
 def test_savings_arithmetic():
@@ -237,9 +277,10 @@ def test_savings_arithmetic():
 )
 def test_torchrun_two_processes_matches_one(tmp_path):
     """The entry point runs unchanged under torchrun (DDP, gloo); each rank trains on its
-    half of the same global batch, so the validation curve equals the 1-process run's."""
+    half of the same global batch, so the validation curve equals the 1-process run's.
+    Masked LM: the ranks hold different numbers of masked positions (``rank_weight``)."""
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    config.write_text(TINY_MLM)
     torchrun = Path(sys.executable).parent / "torchrun"
     module = ["-m", "lemonkit.train.experiment", str(config), "--preset", "tiny"]
     common = ["--only", "small", "--quiet", "--no-report", "--out"]
@@ -265,8 +306,21 @@ def test_demo_quick_tells_the_story(tmp_path, capsys):
     demo.main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out
-    folder = tmp_path / "training" / "demo" / "demo"
+    folder = tmp_path / "training" / "demo" / "quick"
     assert (folder / "curves.png").stat().st_size > 0
     assert (folder / "small.safetensors").exists()  # cached for the next run
     demo.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert capsys.readouterr().out == ""
+
+
+def test_flops_count_a_tied_head_once():
+    from lemonkit.train.models import matmul_params, non_embedding_params
+
+    gpt2 = _tiny_model()  # head tied to wte
+    assert matmul_params(gpt2) == non_embedding_params(gpt2) + 258 * 32
+    llama = build_model(
+        {"arch": "llama", "hidden": 32, "layers": 1, "heads": 4, "intermediate": 64},
+        "causal_lm",
+        seq_len=16,
+    )  # untied: lm_head is already a non-embedding parameter
+    assert matmul_params(llama) == non_embedding_params(llama)

@@ -78,15 +78,16 @@ def _say(quiet: bool, *lines: str) -> None:
         print(*lines, sep="\n", flush=True)
 
 
-def train_and_compare(out: Path, preset: dict, quiet: bool = False) -> dict:
-    """Steps 1-3; returns the savings summary (``report.summarise``)."""
+def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = "demo") -> dict:
+    """Steps 1-3; returns the savings summary (``report.summarise``). ``name`` keeps the
+    cache of each preset apart."""
     exp = Experiment(
         "demo",
         "LLaMA-style byte LM on the Python docs",
         "causal_lm",
-        "demo",
+        name,
         preset,
-        out / "training" / "demo" / "demo",
+        out / "training" / "demo" / name,
     )
     data = load_data(exp.task)
     specs = {s.name: s for s in run_specs(exp)}
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     _say(args.quiet, f"lemonkit {lemonkit.__version__}: expand a trained model, train on\n")
-    train_and_compare(args.out, QUICK if args.quick else DEMO, args.quiet)
+    if args.quick:
+        train_and_compare(args.out, QUICK, args.quiet, name="quick")
+    else:
+        train_and_compare(args.out, DEMO, args.quiet)
     if not args.quick:
         _say(
             args.quiet,

@@ -83,7 +83,8 @@ class TextData:
         chosen = torch.rand(x.shape, generator=g) < mask_prob
         labels = torch.where(chosen, x, torch.full_like(x, IGNORE))
         roll = torch.rand(x.shape, generator=g)
-        random_bytes = torch.randint(0, BYTE_VOCAB, x.shape, generator=g)
+        random_bytes = torch.randint(0, BYTE_VOCAB - 1, x.shape, generator=g)
+        random_bytes += random_bytes >= 1  # never byte 1: the models' padding id
         x = torch.where(chosen & (roll < 0.8), torch.full_like(x, MASK_ID), x)
         x = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_bytes, x)
         return x, labels

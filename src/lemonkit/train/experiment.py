@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
+import shutil
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 import lemonkit
@@ -66,7 +67,8 @@ class RunSpec:
     depth: str = "zero"
     lr_scale: float = 1.0
     decay_ratio: float = 1.0  # decay length as a fraction of T
-    steps_ratio: float = 1.0  # run length as a fraction of T
+    steps_ratio: float = 1.0  # longest run as a fraction of T
+    min_ratio: float = 0.0  # with stop_at_target: not before this fraction of T
     ki: str | None = None
     stop_at_target: bool = False
 
@@ -91,7 +93,8 @@ def run_specs(exp: Experiment) -> list[RunSpec]:
     """Every run of the experiment, in the order they must run (names end in -s{seed})."""
     p = exp.p
     r = p.get("lemon_ratio", 0.5)
-    recipe = {"decay_ratio": r, "steps_ratio": r}
+    # the LEMON recipe: decay over r T; then on at the floor LR until the target (at most T)
+    recipe = {"decay_ratio": r, "min_ratio": r, "stop_at_target": True}
     seeds, first = p["seeds"], p["seeds"][:1]
     specs = [RunSpec("small", "small", "source")]
     specs += [RunSpec(f"scratch-s{s}", "scratch", "reference", seed=s) for s in seeds]
@@ -103,7 +106,14 @@ def run_specs(exp: Experiment) -> list[RunSpec]:
         specs.append(RunSpec(f"lemon-lr{f:g}", "expand", "ablation", lr_scale=f, **recipe))
     for d in p.get("ablation_decay", []):
         specs.append(
-            RunSpec(f"lemon-decay{d:g}", "expand", "ablation", decay_ratio=d, steps_ratio=d)
+            RunSpec(
+                f"lemon-decay{d:g}",
+                "expand",
+                "ablation",
+                decay_ratio=d,
+                min_ratio=d,
+                stop_at_target=True,
+            )
         )
     return specs
 
@@ -115,9 +125,11 @@ def _baseline(b: str, seed: int, recipe: dict) -> RunSpec:
     name = f"{b}-s{seed}"
     if b == "lemon-default":  # LEMON init, the from-scratch schedule (decay over T)
         return RunSpec(name, "expand", "baseline", seed=seed, stop_at_target=True)
-    if b in ("net2net", "aki"):
+    if b == "net2net":  # equal splits, LEMON's zero-output depth: isolates symmetry breaking
         return RunSpec(name, "expand", "baseline", seed=seed, method=b, **recipe)
-    if b == "stack":
+    if b == "aki":  # bert2BERT: AKI width, depth by stacking the widened model
+        return RunSpec(name, "expand", "baseline", seed=seed, method=b, depth="stack", **recipe)
+    if b == "stack":  # LEMON width, StackBERT depth: isolates the depth rule
         return RunSpec(name, "expand", "baseline", seed=seed, depth="stack", **recipe)
     if b in ("ki-soft", "ki-hard"):
         return RunSpec(name, "scratch", "baseline", seed=seed, ki=b[3:], stop_at_target=True)
@@ -125,17 +137,19 @@ def _baseline(b: str, seed: int, recipe: dict) -> RunSpec:
 
 
 def load_data(task: str):
-    return load_fashion_mnist(val_size=2000) if task == "image" else load_text()
+    return load_fashion_mnist() if task == "image" else load_text()
 
 
 def _run_config(exp: Experiment, spec: RunSpec, target: float | None, progress: bool):
     p = exp.p
     if spec.init == "small":
         steps, decay, lr = p["small_steps"], p["small_steps"], p.get("small_lr", p["lr"])
+        min_steps = 0
         min_ratio = p.get("small_min_lr_ratio", p.get("min_lr_ratio", 0.1))
     else:
         steps = round(p["steps"] * spec.steps_ratio)
         decay = round(p["steps"] * spec.decay_ratio)
+        min_steps = round(p["steps"] * spec.min_ratio)
         lr, min_ratio = p["lr"] * spec.lr_scale, p.get("min_lr_ratio", 0.1)
     return loop.RunConfig(
         steps=steps,
@@ -151,6 +165,7 @@ def _run_config(exp: Experiment, spec: RunSpec, target: float | None, progress: 
         ki=spec.ki,
         target=target,
         stop_at_target=spec.stop_at_target,
+        min_steps=min_steps,
         ckpt_every=p.get("ckpt_every", 200),
         progress=progress,
         label=f"{exp.name}/{spec.name}",
@@ -205,23 +220,41 @@ def scratch_target(exp: Experiment) -> float | None:
     return sum(finals) / len(finals)
 
 
+def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
+    """What a finished run's JSON must match to be reused: the models, the run, its
+    settings (which include the target, so new scratch runs invalidate the rest)."""
+    return json.loads(
+        json.dumps(
+            {
+                "models": {"small": exp.p["small"], "large": exp.p["large"]},
+                "run": asdict(spec),
+                "config": loop._comparable(cfg),
+            }
+        )
+    )
+
+
 def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=False) -> dict:
     """Train one run (or load it when done); returns its JSON record."""
     path = exp.out / f"{spec.name}.json"
-    if path.exists() and not force:
-        return json.loads(path.read_text())
     rank, _ = loop.world()
     target = scratch_target(exp)
     if spec.init != "small" and spec.init != "scratch" and target is None:
         raise SystemExit(f"{spec.name} needs the scratch runs first")
     cfg = _run_config(exp, spec, target, progress)
+    key = cache_key(exp, spec, cfg)
+    if path.exists() and not force:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+        log.warning("%s: settings changed since it ran; running it again", spec.name)
     model, facts = _init_model(exp, spec)
     teacher = _small_model(exp) if spec.ki else None
-    start = time.perf_counter()
     res = loop.train(
         model, exp.task, data, cfg, teacher=teacher, ckpt_dir=exp.out / "ckpt" / spec.name
     )
     record = {
+        "key": key,
         "experiment": exp.name,
         "preset": exp.preset,
         "run": asdict(spec),
@@ -230,26 +263,27 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         "flops_per_step": res.flops_per_step,
         "stopped_early": res.stopped_early,
         "world_size": res.world_size,
-        "wall_s": time.perf_counter() - start,
+        "wall_s": res.wall_s,
         "params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         **facts,
     }
     if rank == 0:
         exp.out.mkdir(parents=True, exist_ok=True)
         if spec.init == "small":
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(loop._untie(state), str(exp.out / "small.safetensors"))
+            weights = exp.out / "small.safetensors.tmp"
+            save_file(loop._untie(state), str(weights))
+            weights.replace(exp.out / "small.safetensors")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(path)
-        _drop_checkpoint(exp.out / "ckpt" / spec.name)
+        for ckpt in ("", ".old", ".tmp"):
+            shutil.rmtree(exp.out / "ckpt" / (spec.name + ckpt), ignore_errors=True)
+    if dist.is_initialized():
+        dist.barrier()  # the next run reads what rank 0 just wrote
     return record
-
-
-def _drop_checkpoint(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_experiment(

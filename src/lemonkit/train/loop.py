@@ -2,8 +2,9 @@
 periodic validation, atomic checkpoints with resume, and DDP under ``torchrun``.
 
 The global batch of a step is drawn whole from ``(seed, step)`` and each rank trains on
-its slice, so a 2-process DDP run follows the 1-process run up to float rounding, and a
-resumed run repeats the batches it would have seen.
+its slice, with its loss weighted by its share of the labelled positions
+(``rank_weight``), so a 2-process DDP run follows the 1-process run up to float
+rounding, and a resumed run repeats the batches it would have seen.
 
 Example (a few steps of a tiny model on made-up bytes):
     >>> import torch
@@ -27,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,7 +68,9 @@ class RunConfig:
     ki: str | None = None  # "soft" | "hard" with a teacher
     ki_steps: int | None = None  # alpha decays 0.5 -> 0 over these steps (default: steps)
     target: float | None = None
-    stop_at_target: bool = False
+    stop_at_target: bool = False  # stop once two evaluations in a row reach the target,
+    min_steps: int = 0  # but not before this step
+
     ckpt_every: int = 0
     progress: bool = True
     label: str = "train"
@@ -78,6 +82,7 @@ class RunResult:
     flops_per_step: float = 0.0
     stopped_early: bool = False
     world_size: int = 1
+    wall_s: float = 0.0
 
 
 # ---------------------------------------------------------------- distributed
@@ -160,9 +165,10 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, history: list) -> None:
-    """Atomic: written to ``path.tmp`` then renamed over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
+def save_checkpoint(path: Path, model, optimizer, scheduler, progress: dict) -> None:
+    """Atomic: written to ``path.tmp``, then renamed over ``path`` (the previous one is
+    kept as ``path.old`` until the rename is done, and read if ``path`` is missing)."""
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -171,12 +177,22 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, history:
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
         tmp / "optimizer.pt",
     )
-    (tmp / "progress.json").write_text(json.dumps({"step": step, "history": history}))
-    old = path.with_name(path.name + ".old")
+    (tmp / "progress.json").write_text(json.dumps(progress))
+    shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(path: Path | None) -> Path | None:
+    """The checkpoint to resume from: ``path``, or ``path.old`` if a save was cut off."""
+    if path is None:
+        return None
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "progress.json").exists():
+            return candidate
+    return None
 
 
 def _untie(state: dict) -> dict:
@@ -189,14 +205,27 @@ def _untie(state: dict) -> dict:
     return out
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
-    """Restore a run; the optimizer file is read with ``weights_only=True`` (no pickle code)."""
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-    opt = torch.load(path / "optimizer.pt", weights_only=True)
+def load_checkpoint(path: Path, model, optimizer, scheduler, cfg: RunConfig) -> dict:
+    """Restore a run; refuses a checkpoint written under other hyper-parameters. The
+    optimizer file is read with ``weights_only=True`` (no pickled code runs)."""
+    progress = json.loads((path / "progress.json").read_text())
+    if progress.get("config") != _comparable(cfg):
+        raise ValueError(
+            f"{path} was written by a run with other settings; delete it to start afresh"
+        )
+    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    opt = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])
-    progress = json.loads((path / "progress.json").read_text())
-    return progress["step"], progress["history"]
+    return progress
+
+
+def _comparable(cfg: RunConfig) -> dict:
+    """The settings that must match for a resume (not the display ones)."""
+    out = json.loads(json.dumps(asdict(cfg)))
+    for key in ("progress", "label", "ckpt_every"):
+        out.pop(key)
+    return out
 
 
 # ---------------------------------------------------------------- the run
@@ -223,15 +252,15 @@ def train(
     scheduler = get_lemon_schedule(
         optimizer, cfg.warmup, cfg.decay_steps or cfg.steps, min_lr_ratio=cfg.min_lr_ratio
     )
-    step, history = 0, []
-    if ckpt_dir is not None and ckpt_dir.exists():
-        step, history = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
+    step, history, elapsed = 0, [], 0.0
+    resume = find_checkpoint(ckpt_dir)
+    if resume is not None:
+        progress = load_checkpoint(resume, model, optimizer, scheduler, cfg)
+        step, history, elapsed = progress["step"], progress["history"], progress["wall_s"]
         log.info("%s: resumed at step %d", cfg.label, step)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if size > 1 else model
-    tokens = cfg.batch_size * max(1, cfg.seq_len)
-    seq = max(1, cfg.seq_len) if task != "image" else _image_tokens(model)
-    if task == "image":
-        tokens = cfg.batch_size * seq
+    seq = _image_tokens(model) if task == "image" else max(1, cfg.seq_len)
+    tokens = cfg.batch_size * seq
     flops = train_flops_per_step(model, tokens, seq)
     if teacher is not None:
         flops += forward_flops_per_step(teacher, tokens, seq)
@@ -247,6 +276,7 @@ def train(
         leave=False,
         dynamic_ncols=True,
     )
+    start = time.perf_counter() - elapsed
     while step < cfg.steps:
         x, y = get_batch(task, data, "train", step, cfg, cfg.seed)
         mine = slice(rank * share, (rank + 1) * share)  # this rank's slice of the batch
@@ -261,7 +291,7 @@ def train(
             loss = cross_entropy(logits, y)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"{cfg.label}: loss is {loss.item()} at step {step}")
-        loss.backward()
+        (loss * rank_weight(y, size)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -272,13 +302,41 @@ def train(
             rec = _record(model, task, data, cfg, dev, step, flops, scheduler)
             history.append(rec)
             bar.set_postfix(val=f"{rec['val_loss']:.4f}")
-            if cfg.stop_at_target and cfg.target is not None and rec["val_loss"] <= cfg.target:
+            if cfg.stop_at_target and step >= cfg.min_steps and _confirmed(history, cfg.target):
                 result.stopped_early = step < cfg.steps
                 break
         if ckpt_dir is not None and cfg.ckpt_every and step % cfg.ckpt_every == 0 and rank == 0:
-            save_checkpoint(ckpt_dir, model, optimizer, scheduler, step, history)
+            progress = {
+                "step": step,
+                "history": history,
+                "config": _comparable(cfg),
+                "wall_s": time.perf_counter() - start,
+            }
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, progress)
     bar.close()
+    result.wall_s = time.perf_counter() - start
     return result
+
+
+def _confirmed(history: list[dict], target: float | None) -> bool:
+    """The last two evaluations are at or below the target (one noisy dip is not a hit)."""
+    return (
+        target is not None
+        and len(history) >= 2
+        and all(h["val_loss"] <= target for h in history[-2:])
+    )
+
+
+def rank_weight(labels: torch.Tensor, size: int) -> float:
+    """Scale of this rank's mean loss so that DDP's gradient average equals the gradient
+    of the mean over the whole global batch, also when ranks hold different numbers of
+    labelled positions (masked LM): local count x world size / global count."""
+    if size == 1:
+        return 1.0
+    count = (labels != IGNORE).sum().to(torch.float64).reshape(1)
+    total = count.clone()
+    dist.all_reduce(total)
+    return (count * size / total.clamp(min=1)).item()
 
 
 def _image_tokens(model) -> int:

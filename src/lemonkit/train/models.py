@@ -126,12 +126,23 @@ def non_embedding_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not any(s in n for s in skip))
 
 
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters multiplied per token: the non-embedding ones, plus the output head when
+    it is tied to the input embedding (``named_parameters`` lists a tied weight once)."""
+    n = non_embedding_params(model)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if head is not None and embed is not None and head.weight is embed.weight:
+        n += head.weight.numel()
+    return n
+
+
 def train_flops_per_step(model: torch.nn.Module, tokens: int, seq_len: int) -> float:
-    """Forward + backward FLOPs of one step: 6 N per token plus attention scores,
-    12 L T d per token (Kaplan et al. 2020 / Chinchilla accounting)."""
+    """Forward + backward FLOPs of one step: 6 N per token (N: ``matmul_params``) plus
+    attention scores, 12 L T d per token (Kaplan et al. 2020 / Chinchilla accounting)."""
     c = model.config
     layers, width = c.num_hidden_layers, c.hidden_size
-    return 6.0 * non_embedding_params(model) * tokens + 12.0 * layers * seq_len * width * tokens
+    return 6.0 * matmul_params(model) * tokens + 12.0 * layers * seq_len * width * tokens
 
 
 def forward_flops_per_step(model: torch.nn.Module, tokens: int, seq_len: int) -> float:

@@ -1,15 +1,16 @@
 """Run JSONs -> savings tables, plots and ``RESULTS.md``.
 
 Savings are counted as the paper counts them: the FLOPs an expanded model trains for
-until its validation loss first reaches the *target* (the from-scratch seeds' mean
-final validation loss), against the FLOPs of the from-scratch run (T steps). The net
-saving also charges the small model's own training. Validation is measured every
+until its validation loss reaches the *target* (the from-scratch seeds' mean final
+validation loss; two evaluations in a row), against the FLOPs of the from-scratch run
+(T steps). The net saving also charges the small model's own training. Validation is measured every
 ``eval_every`` steps, so "steps to target" has that granularity.
 
 Example:
-    >>> hit_step([{"step": 0, "val_loss": 3.0, "flops": 0}, {"step": 10, "val_loss": 1.9,
-    ...           "flops": 5.0}], target=2.0)
-    (10, 5.0)
+    >>> hist = [{"step": 10 * i, "val_loss": v, "flops": 5.0 * i}
+    ...         for i, v in enumerate([3.0, 1.9, 2.1, 1.95, 1.9])]
+    >>> hit_step(hist, target=2.0)  # the dip at step 10 is not confirmed
+    (30, 15.0)
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ LABELS = {
     "scratch": "from scratch (reference)",
     "lemon": "LEMON, LEMON recipe",
     "lemon-default": "LEMON, scratch schedule",
-    "net2net": "bert2BERT-FPI / Net2Net (equal splits)",
-    "aki": "bert2BERT-AKI",
-    "stack": "StackBERT depth (copied blocks, no zeroing)",
+    "net2net": "Net2Net / bert2BERT-FPI width (equal splits), zero depth",
+    "aki": "bert2BERT-AKI (AKI width, stacked depth)",
+    "stack": "LEMON width, StackBERT depth (stacked copies)",
     "ki-soft": "soft KI (from scratch + teacher)",
     "ki-hard": "hard KI (from scratch + teacher)",
 }
@@ -38,9 +39,12 @@ def method_of(name: str) -> str:
 
 
 def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
-    """(step, cumulative FLOPs) of the first evaluation at or below ``target``."""
-    for rec in history:
-        if rec["val_loss"] <= target:
+    """(step, cumulative FLOPs) of the first evaluation at or below ``target`` that the
+    next evaluation confirms (also at or below); a run's last evaluation needs no
+    confirmation. One noisy dip below the target is not a hit."""
+    for i, rec in enumerate(history):
+        nxt = history[i + 1] if i + 1 < len(history) else None
+        if rec["val_loss"] <= target and (nxt is None or nxt["val_loss"] <= target):
             return rec["step"], rec["flops"]
     return None
 

@@ -207,8 +207,11 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-    groups = {"main": ("reference", "headline", "baseline"), "ablation": ("headline", "ablation")}
+    groups = {"main": ("reference", "headline", "baseline")}
+    if any(r["run"]["group"] == "ablation" for r in runs.values()):
+        groups["ablation"] = ("headline", "ablation")
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.8 * len(groups), 5), sharey=True)
+    axes = list(axes) if len(groups) > 1 else [axes]
     for ax, (panel, wanted) in zip(axes, groups.items(), strict=True):
         for name, r in runs.items():
             if name == "small" or r["run"]["group"] not in wanted:
@@ -224,7 +227,7 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
         )
         lo = summary["target"]
         ax.set_ylim(lo - 0.15 * abs(lo), lo + 0.6 * abs(lo))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5, loc="upper right", framealpha=0.8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation loss")
     fig.tight_layout()

@@ -166,6 +166,7 @@ def _run_config(exp: Experiment, spec: RunSpec, target: float | None, progress: 
         target=target,
         stop_at_target=spec.stop_at_target,
         min_steps=min_steps,
+        mask_prob=p.get("mask_prob", 0.15),
         ckpt_every=p.get("ckpt_every", 200),
         progress=progress,
         label=f"{exp.name}/{spec.name}",
@@ -222,16 +223,13 @@ def scratch_target(exp: Experiment) -> float | None:
 
 def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
     """What a finished run's JSON must match to be reused: the models, the run, its
-    settings (which include the target, so new scratch runs invalidate the rest)."""
-    return json.loads(
-        json.dumps(
-            {
-                "models": {"small": exp.p["small"], "large": exp.p["large"]},
-                "run": asdict(spec),
-                "config": loop._comparable(cfg),
-            }
-        )
-    )
+    settings (which include the target, so new scratch runs invalidate the rest).
+    Settings that do not apply to the task (``mask_prob`` outside masked LM) are left out."""
+    config = loop._comparable(cfg)
+    if exp.task != "mlm":
+        config.pop("mask_prob")
+    key = {"models": {"small": exp.p["small"], "large": exp.p["large"]}, "run": asdict(spec)}
+    return json.loads(json.dumps({**key, "config": config}))
 
 
 def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=False) -> dict:

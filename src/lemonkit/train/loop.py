@@ -65,6 +65,7 @@ class RunConfig:
     seed: int = 0
     eval_every: int = 50
     eval_batches: int = 10
+    mask_prob: float = 0.15  # masked LM: share of positions predicted
     ki: str | None = None  # "soft" | "hard" with a teacher
     ki_steps: int | None = None  # alpha decays 0.5 -> 0 over these steps (default: steps)
     target: float | None = None
@@ -112,7 +113,9 @@ def get_batch(task: str, data, split: str, step: int, cfg: RunConfig, seed: int)
     if task == "causal_lm":
         return data.batch(split, step, cfg.batch_size, cfg.seq_len, seed)
     if task == "mlm":
-        return data.mlm_batch(split, step, cfg.batch_size, cfg.seq_len, seed)
+        return data.mlm_batch(
+            split, step, cfg.batch_size, cfg.seq_len, seed, mask_prob=cfg.mask_prob
+        )
     return data.batch(split, step, cfg.batch_size, seed)
 
 

@@ -233,10 +233,11 @@ def test_tiny_experiment_end_to_end(tiny_results):
 
 def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
     folder = tiny_results / "tiny" / "tiny"
-    before = (folder / "lemon-s0.json").read_text()
+    names = ("small", "scratch-s0", "lemon-s0")  # small and scratch ran before the target existed
+    before = [(folder / f"{n}.json").read_text() for n in names]
     exp = load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=tiny_results)
-    run_experiment(exp, only=["lemon-s0"], progress=False)
-    assert (folder / "lemon-s0.json").read_text() == before
+    run_experiment(exp, only=list(names), progress=False)
+    assert [(folder / f"{n}.json").read_text() for n in names] == before
     exp.p = {**exp.p, "lr": 2e-3}  # changed settings: the cached result is stale
     run_experiment(exp, only=["small"], progress=False)
     assert json.loads((folder / "small.json").read_text())["config"]["lr"] == 2e-3

@@ -163,7 +163,7 @@ def _run_config(exp: Experiment, spec: RunSpec, target: float | None, progress: 
         eval_every=p["eval_every"],
         eval_batches=p["eval_batches"],
         ki=spec.ki,
-        target=target,
+        target=target if spec.stop_at_target else None,  # only runs that stop on it
         stop_at_target=spec.stop_at_target,
         min_steps=min_steps,
         mask_prob=p.get("mask_prob", 0.15),

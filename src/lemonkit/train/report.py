@@ -199,6 +199,19 @@ def _color(name: str) -> str | None:
     return COLORS.get(method_of(name))
 
 
+def _zoom(runs: dict[str, dict], target: float) -> tuple[float, float]:
+    """Y range from the lowest loss to a little above where the small model starts the
+    expanded runs (from-scratch curves enter from above)."""
+    ys = [h["val_loss"] for r in runs.values() for h in r["history"]]
+    start = max(
+        [target]
+        + [r["history"][0]["val_loss"] for r in runs.values() if r["run"]["init"] == "expand"]
+    )
+    top = start + 0.6 * (start - target) + 0.02
+    bottom = min(ys)
+    return bottom - 0.1 * (top - bottom), top
+
+
 def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
     """Validation loss against training FLOPs (as a fraction of scratch): the main
     comparison on the left, the LEMON recipe ablations on the right."""
@@ -225,8 +238,7 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
         ax.set_title(
             f"{title}: {'comparison' if panel == 'main' else 'LEMON recipe ablations'}", fontsize=9
         )
-        lo = summary["target"]
-        ax.set_ylim(lo - 0.15 * abs(lo), lo + 0.6 * abs(lo))
+        ax.set_ylim(*_zoom(runs, summary["target"]))
         ax.legend(fontsize=6.5, loc="upper right", framealpha=0.8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation loss")

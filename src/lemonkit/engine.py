@@ -21,12 +21,13 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-from lemonkit.architectures.base import ArchTable, Beta, Gamma, In, Out, SpaceRef, Tensor
+from lemonkit.architectures.base import Beta, Gamma, In, Out, SpaceRef, Tensor
+from lemonkit.checks import check_names, check_shape, effective_axes, match_or_raise, target_shape
 from lemonkit.entries import target_entries
 from lemonkit.errors import CheckpointError
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.rules import expand_beta, expand_gamma, expand_in, expand_out
-from lemonkit.spaces import HIDDEN, SpaceMap
+from lemonkit.spaces import HIDDEN
 
 
 def expand_state_dict(
@@ -152,7 +153,7 @@ def _take_new_units(
     """bert2BERT-AKI: along every producer axis, the new units (later copies and extras,
     :meth:`~lemonkit.spaces.SpaceMap.new_channels`) take the donor's entries. Chunks
     are runs of axis-0 rows, the same runs for both tensors (same shape, same plan)."""
-    axes = _effective_axes(plan, spec)
+    axes = effective_axes(plan, spec)
     masks = {a: _new_channels(plan, r.space) for a, r in enumerate(axes) if isinstance(r, Out)}
     start = 0
     for mine, theirs in zip(chunks, donor_chunks, strict=True):
@@ -199,7 +200,7 @@ def _iter_expand(
         return
     compute = compute_dtype or (torch.float32 if out_dtype.itemsize <= 2 else torch.float64)
     shape = target_shape(plan, spec, tensor.shape)
-    axes = _effective_axes(plan, spec)
+    axes = effective_axes(plan, spec)
     seed_name = _seed_name(plan, target_name)
     source = tensor.detach().to(out_dtype)  # rounded to the output dtype: splits exact in it
     if zeroed:  # a new block's residual branch output (depth "zero")
@@ -347,14 +348,6 @@ def _per_segment(
     return torch.cat([fn(p, axis, m) for p, m in zip(parts, maps, strict=True)], dim=axis)
 
 
-def _effective_axes(plan: ExpansionPlan, spec: Tensor) -> tuple:
-    """A tied head is expanded exactly like the embedding it shares weights with."""
-    tie = plan.table.tie_embeddings
-    if plan.tied and tie and spec.name == tie[0]:
-        return match_or_raise(plan.table, tie[1])[0].axes
-    return spec.axes
-
-
 def _seed_name(plan: ExpansionPlan, target_name: str) -> str:
     tie = plan.table.tie_embeddings
     return tie[1] if (plan.tied and tie and target_name == tie[0]) else target_name
@@ -363,71 +356,3 @@ def _seed_name(plan: ExpansionPlan, target_name: str) -> str:
 def _generator(seed: int, name: str) -> torch.Generator:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-
-
-def space_size(maps: dict[str, SpaceMap], space: SpaceRef, side: str) -> int:
-    """Channels of a (possibly fused) space on the ``"src"`` or ``"tgt"`` side."""
-    names = (space,) if isinstance(space, str) else space
-    attr = "src_units" if side == "src" else "tgt_units"
-    return sum(getattr(maps[n], attr) * maps[n].unit_size for n in names)
-
-
-def target_shape(plan: ExpansionPlan, spec: Tensor, shape: torch.Size) -> list[int]:
-    axes = _effective_axes(plan, spec)
-    return [
-        dim if rule is None else space_size(plan.maps, rule.space, "tgt")
-        for dim, rule in zip(shape, axes, strict=True)
-    ]
-
-
-def check_shape(plan: ExpansionPlan, spec: Tensor, name: str, shape: tuple[int, ...]) -> None:
-    """A source tensor's shape must match what the source config says."""
-    axes = _effective_axes(plan, spec)
-    expected = [None if rule is None else space_size(plan.maps, rule.space, "src") for rule in axes]
-    ok = len(expected) == len(shape) and all(
-        e is None or e == d for e, d in zip(expected, shape, strict=False)
-    )
-    if not ok:
-        raise CheckpointError(
-            f"tensor {name} has shape {tuple(shape)}, which does not match the config "
-            f"(expected {['*' if e is None else e for e in expected]})"
-        )
-
-
-def match_or_raise(table: ArchTable, name: str) -> tuple[Tensor, int | None]:
-    found = table.match(name)
-    if found is None:
-        raise CheckpointError(
-            f"unexpected tensor {name!r} for model type {table.model_types[0]}: not in "
-            "lemonkit's table for it (is this the right config.json?)"
-        )
-    return found
-
-
-def check_names(plan: ExpansionPlan, names: list[str]) -> None:
-    """Every tensor is known, in a layer the config has, and no required one is missing."""
-    table, tied, n_layers = plan.table, plan.tied, plan.source_sizes["layers"]
-    for name in names:
-        spec, layer = match_or_raise(table, name)
-        if spec.group and spec.group not in plan.groups:
-            raise CheckpointError(f"unexpected tensor {name!r}: the config has no {spec.group}")
-        limit = max(plan.layer_map_of(spec.group)[0]) + 1 if spec.group else n_layers
-        if layer is not None and layer >= limit:
-            raise CheckpointError(f"unexpected tensor {name!r}: the config has only {limit} layers")
-    present = set(names)
-    for spec in table.tensors:
-        if spec.optional:
-            continue
-        if "{e}" in spec.name:
-            continue  # one entry per expert: how many is not in the table
-        layers = range(n_layers) if spec.per_layer else [0]
-        for i in layers:
-            wanted = [n.replace("{i}", str(i)) for n in table.names_for(spec)]
-            if not any(w in present for w in wanted):
-                raise CheckpointError(f"missing tensor {wanted[0]!r}")
-    head = table.tie_embeddings and table.spec(table.tie_embeddings[0])
-    if not tied and head and not any(n in present for n in table.names_for(head)):
-        raise CheckpointError(
-            f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
-            "tied to the embeddings"
-        )

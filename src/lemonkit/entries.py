@@ -43,7 +43,7 @@ def target_entries(plan: ExpansionPlan, source_names: list[str]) -> list[TargetE
     Unknown tensor names raise.
     """
     present = set(source_names)
-    from lemonkit.engine import match_or_raise  # local import: engine imports entries
+    from lemonkit.checks import match_or_raise  # local import: checks is imported lazily
 
     per_layer: dict[tuple[str | None, int], list[tuple[str, Tensor]]] = {}
     entries: list[TargetEntry] = []

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from lemonkit.architectures import model_class
 from lemonkit.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE, Checkpoint
-from lemonkit.engine import check_names, check_shape, iter_expand_tensor, target_shape
+from lemonkit.checks import check_names, check_shape, target_shape
+from lemonkit.engine import iter_expand_tensor
 from lemonkit.entries import target_entries
 from lemonkit.errors import CheckpointError, ImpossibleExpansionError, LemonkitError
 from lemonkit.plan import ExpansionPlan, baseline_lossy_reason, make_plan

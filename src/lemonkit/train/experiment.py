@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import lemonkit
 from lemonkit.train import loop
@@ -270,9 +270,8 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
     if rank == 0:
         exp.out.mkdir(parents=True, exist_ok=True)
         if spec.init == "small":
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             weights = exp.out / "small.safetensors.tmp"
-            save_file(loop._untie(state), str(weights))
+            loop.save_weights(model, weights)
             weights.replace(exp.out / "small.safetensors")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))

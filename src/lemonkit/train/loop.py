@@ -174,8 +174,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, progress: dict) -> 
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(_untie(state), str(tmp / "model.safetensors"))
+    save_weights(model, tmp / "model.safetensors")
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
         tmp / "optimizer.pt",
@@ -196,6 +195,12 @@ def find_checkpoint(path: Path | None) -> Path | None:
         if (candidate / "progress.json").exists():
             return candidate
     return None
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """The model's state dict as safetensors (on the CPU, tied tensors stored twice)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(_untie(state), str(path))
 
 
 def _untie(state: dict) -> dict:

@@ -158,8 +158,10 @@ def test_resume_refuses_other_settings_and_finds_an_interrupted_save(text, tmp_p
     assert [h["step"] for h in res.history] == [0, 2]  # resumed at 2: nothing trained again
 
 
-def test_rank_weight_is_one_alone():
-    assert loop.rank_weight(torch.tensor([[1, IGNORE]]), 1) == 1.0
+def test_step_facts_alone_weight_one_and_flag_a_nan():
+    labels = torch.tensor([[1, IGNORE]])
+    assert loop.step_facts(torch.tensor(2.0), labels, 1) == (1.0, True)
+    assert loop.step_facts(torch.tensor(float("inf")), labels, 1) == (1.0, False)
 
 
 def test_stop_at_target(text):
@@ -279,7 +281,7 @@ def test_savings_arithmetic():
 def test_torchrun_two_processes_matches_one(tmp_path):
     """The entry point runs unchanged under torchrun (DDP, gloo); each rank trains on its
     half of the same global batch, so the validation curve equals the 1-process run's.
-    Masked LM: the ranks hold different numbers of masked positions (``rank_weight``)."""
+    Masked LM: the ranks hold different numbers of masked positions (``step_facts``)."""
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_MLM)
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -299,6 +301,40 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
         [h["val_loss"] for h in one["history"]], rel=1e-4
     )
+
+
+POISON_RANK_1 = """
+import sys, torch
+from lemonkit.train import experiment, loop
+real = loop.cross_entropy
+def poisoned(logits, labels):  # NaN training loss on rank 1 only
+    loss = real(logits, labels)
+    return loss * float("nan") if torch.is_grad_enabled() and loop.world()[0] == 1 else loss
+loop.cross_entropy = poisoned
+try:
+    experiment.main(sys.argv[1:])
+except FloatingPointError:
+    print(f"rank {loop.world()[0]} stopped on a non-finite loss", file=sys.stderr)
+    raise
+"""
+
+
+def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
+    """A non-finite loss on one rank raises on all ranks (no rank left waiting in DDP)."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_MLM)
+    script = tmp_path / "poison.py"
+    script.write_text(POISON_RANK_1)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29518", str(script)]
+    cmd += [str(config), "--preset", "tiny", "--only", "small", "--quiet", "--no-report"]
+    cmd += ["--out", str(tmp_path / "out")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, timeout=120, capture_output=True, text=True)
+    assert done.returncode != 0
+    for rank in (0, 1):  # rank 0's own loss was finite: it stops because rank 1's was not
+        assert f"rank {rank} stopped on a non-finite loss" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
 
 
 def test_demo_quick_tells_the_story(tmp_path, capsys):

@@ -3,7 +3,7 @@ periodic validation, atomic checkpoints with resume, and DDP under ``torchrun``.
 
 The global batch of a step is drawn whole from ``(seed, step)`` and each rank trains on
 its slice, with its loss weighted by its share of the labelled positions
-(``rank_weight``), so a 2-process DDP run follows the 1-process run up to float
+(``step_facts``), so a 2-process DDP run follows the 1-process run up to float
 rounding, and a resumed run repeats the batches it would have seen.
 
 Example (a few steps of a tiny model on made-up bytes):
@@ -297,9 +297,12 @@ def train(
             loss = ki_loss(logits.float(), t_logits.float(), y, alpha, mode=cfg.ki)
         else:
             loss = cross_entropy(logits, y)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"{cfg.label}: loss is {loss.item()} at step {step}")
-        (loss * rank_weight(y, size)).backward()
+        weight, finite = step_facts(loss, y, size)
+        if not finite:  # every rank sees the same answer, so all of them stop here
+            raise FloatingPointError(
+                f"{cfg.label}: loss is {loss.item()} at step {step} (on some rank)"
+            )
+        (loss * weight).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -335,16 +338,26 @@ def _confirmed(history: list[dict], target: float | None) -> bool:
     )
 
 
-def rank_weight(labels: torch.Tensor, size: int) -> float:
-    """Scale of this rank's mean loss so that DDP's gradient average equals the gradient
-    of the mean over the whole global batch, also when ranks hold different numbers of
-    labelled positions (masked LM): local count x world size / global count."""
+def step_facts(loss: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[float, bool]:
+    """(this rank's loss weight, whether the loss is finite on every rank): one all-reduce.
+
+    The weight scales this rank's mean loss so that DDP's gradient average equals the
+    gradient of the mean over the whole global batch, also when ranks hold different
+    numbers of labelled positions (masked LM): local count x world size / global count.
+    A NaN on one rank must stop every rank: a rank that raised alone would leave the
+    others waiting forever in the next collective.
+
+    Example:
+        >>> step_facts(torch.tensor(float("nan")), torch.tensor([[1, 2]]), 1)
+        (1.0, False)
+    """
+    bad = 0.0 if math.isfinite(loss.item()) else 1.0
     if size == 1:
-        return 1.0
-    count = (labels != IGNORE).sum().to(torch.float64).reshape(1)
-    total = count.clone()
-    dist.all_reduce(total)
-    return (count * size / total.clamp(min=1)).item()
+        return 1.0, bad == 0.0
+    count = float((labels != IGNORE).sum())
+    facts = torch.tensor([count, bad], dtype=torch.float64)
+    dist.all_reduce(facts)
+    return count * size / max(facts[0].item(), 1.0), facts[1].item() == 0.0
 
 
 def _image_tokens(model) -> int:

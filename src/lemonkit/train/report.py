@@ -262,6 +262,31 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def describe_model(spec: dict) -> str:
+    """A model spec in words, e.g. ``llama 192 x 4 (6 heads, 2 KV heads, MLP 512)``."""
+    extras = [f"{spec['heads']} heads"]
+    if "kv_heads" in spec:
+        extras.append(f"{spec['kv_heads']} KV heads")
+    extras.append(f"MLP {spec.get('intermediate', 4 * spec['hidden'])}")
+    if "patch" in spec:
+        extras.append(f"patch {spec['patch']}")
+    return f"{spec['arch']} {spec['hidden']} x {spec['layers']} ({', '.join(extras)})"
+
+
+def models_sentence(models: dict) -> str:
+    """The small and large model of an experiment in one line.
+
+    Example:
+        >>> spec = {"arch": "gpt2", "hidden": 128, "layers": 2, "heads": 4}
+        >>> models_sentence({"small": spec, "large": {**spec, "hidden": 192, "layers": 4}})[25:]
+        'gpt2 128 x 2 (4 heads, MLP 512) -> gpt2 192 x 4 (4 heads, MLP 768).'
+    """
+    return (
+        f"Models (width x layers): {describe_model(models['small'])} -> "
+        f"{describe_model(models['large'])}."
+    )
+
+
 def experiment_section(folder: Path, results_root: Path) -> str | None:
     runs = load_runs(folder)
     summary = summarise(runs)
@@ -279,6 +304,8 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
     return "\n".join(
         [
             f"## {name} — preset `{preset}`",
+            "",
+            models_sentence(first["key"]["models"]),
             "",
             f"Target (mean final validation loss of the from-scratch seeds: {scratch_spread}): "
             f"**{summary['target']:.4f}** after T = {summary['T']} steps. "
@@ -306,8 +333,8 @@ def overview(summaries: list[tuple[str, str, dict]]) -> str:
     head = (
         "| experiment | preset | target | small model gap | LEMON recipe | LEMON, net of small | "
         + " | ".join(OVERVIEW_RUNS)
-        + " |\n|"
-        + "---|" * (6 + len(OVERVIEW_RUNS))
+        + " | wall time |\n|"
+        + "---|" * (7 + len(OVERVIEW_RUNS))
     )
     lines = [head]
     for name, preset, s in summaries:
@@ -315,7 +342,9 @@ def overview(summaries: list[tuple[str, str, dict]]) -> str:
         cells = [_spread(saved_by_method(s).get(b, [])) for b in OVERVIEW_RUNS]
         lines.append(
             f"| {name} | {preset} | {s['target']:.4f} | {s['small_final_val'] - s['target']:+.3f} "
-            f"| {h['saved']} | {h['saved_net']} | " + " | ".join(cells) + " |"
+            f"| {h['saved']} | {h['saved_net']} | "
+            + " | ".join(cells)
+            + f" | {s['wall_s'] / 60:.1f} min |"
         )
     return "\n".join(lines)
 

@@ -361,3 +361,35 @@ def test_flops_count_a_tied_head_once():
         seq_len=16,
     )  # untied: lm_head is already a non-embedding parameter
     assert matmul_params(llama) == non_embedding_params(llama)
+
+
+CONFIGS = sorted(Path(__file__).parents[1].glob("experiments/configs/*.toml"))
+
+
+@pytest.mark.parametrize("preset", ["small", "large"])
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_committed_preset_plans_the_large_model(path, preset):
+    """Each config's presets (the GPU ones too, never run here) name a growth that every
+    run's method accepts and that lands exactly on the large model's config."""
+    import lemonkit
+    from lemonkit.train.experiment import run_specs
+    from lemonkit.train.models import _config, expand_kwargs
+
+    exp = load_experiment(path, preset)
+    seq = exp.p.get("seq_len", 0)
+    source, large = _config(exp.p["small"], seq), _config(exp.p["large"], seq)
+    specs = [s for s in run_specs(exp) if s.init == "expand"]
+    assert {s.group for s in specs} >= {"headline"}
+    for method, depth in {(s.method, s.depth) for s in specs}:
+        plan = lemonkit.make_plan(
+            source, **expand_kwargs(exp.p["large"]), method=method, depth=depth, allow_lossy=True
+        )
+        assert (plan.lossy_reason is None) == (method != "aki" and depth != "stack")
+        made = plan.target_config.to_dict()
+        assert made["num_hidden_layers"] == large.num_hidden_layers
+        assert made.get("hidden_size", made.get("n_embd")) == large.hidden_size
+        for key, value in large.to_dict().items():
+            if key == "pooler_output_size":  # ViT's pooler keeps its size (unused here)
+                continue
+            if key.endswith(("_size", "_layers", "_heads", "heads")) and key in made:
+                assert made[key] == value, (key, made[key], value)

@@ -386,8 +386,8 @@ def test_every_committed_preset_plans_the_large_model(path, preset):
         )
         assert (plan.lossy_reason is None) == (method != "aki" and depth != "stack")
         made = plan.target_config.to_dict()
-        assert made["num_hidden_layers"] == large.num_hidden_layers
-        assert made.get("hidden_size", made.get("n_embd")) == large.hidden_size
+        assert plan.target_config.num_hidden_layers == large.num_hidden_layers
+        assert plan.target_config.hidden_size == large.hidden_size
         for key, value in large.to_dict().items():
             if key == "pooler_output_size":  # ViT's pooler keeps its size (unused here)
                 continue

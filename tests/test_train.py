@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -366,8 +367,10 @@ def test_flops_count_a_tied_head_once():
 CONFIGS = sorted(Path(__file__).parents[1].glob("experiments/configs/*.toml"))
 
 
-@pytest.mark.parametrize("preset", ["small", "large"])
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+PRESETS = [(p, name) for p in CONFIGS for name in tomllib.loads(p.read_text())["preset"]]
+
+
+@pytest.mark.parametrize(("path", "preset"), PRESETS, ids=[f"{p.stem}-{n}" for p, n in PRESETS])
 def test_every_committed_preset_plans_the_large_model(path, preset):
     """Each config's presets (the GPU ones too, never run here) name a growth that every
     run's method accepts and that lands exactly on the large model's config."""

@@ -18,13 +18,16 @@ Example:
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-DOCS = Path("/usr/share/doc/python3.11/html/_sources")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# where the Debian packages put them; LEMONKIT_DOCS / LEMONKIT_FASHION_MNIST point elsewhere
+# (a copy carried to a machine without the packages, e.g. a GPU box)
+DOCS = Path(os.environ.get("LEMONKIT_DOCS", "/usr/share/doc/python3.11/html/_sources"))
+FASHION_MNIST = Path(os.environ.get("LEMONKIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 BYTE_VOCAB = 256
 MASK_ID = 256
 PAD_ID = 257

@@ -265,6 +265,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         **facts,
     }
     if rank == 0:
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     _, size = loop.world()
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on a GPU
     if args.threads or size > 1:
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // size))
     if not args.config and not args.report:

@@ -262,6 +262,13 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def where_it_ran(record: dict) -> str:
+    """``"GPU: NVIDIA H200"``, ``"GPU"`` (older records) or ``"CPU, 2 threads"``."""
+    if record.get("device") == "cuda":
+        return f"GPU: {record['gpu']}" if record.get("gpu") else "GPU"
+    return f"CPU, {record.get('threads', '?')} threads"
+
+
 def describe_model(spec: dict) -> str:
     """A model spec in words, e.g. ``llama 192 x 4 (6 heads, 2 KV heads, MLP 512)``."""
     extras = [f"{spec['heads']} heads"]
@@ -313,7 +320,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"{summary['small_final_val']:.4f}, {small_gap:+.4f} from the target; its training "
             f"costs {100 * summary['small_flops'] / summary['scratch_flops']:.1f}% of the "
             f"scratch run's FLOPs. All {len(runs)} runs took {summary['wall_s'] / 60:.1f} min "
-            "of wall time.",
+            f"of wall time ({where_it_ran(first)}).",
             "",
             _saving_sentence(h, verdict(summary)),
             "",

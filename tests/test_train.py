@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lemonkit.train import loop, report
+from lemonkit.train import experiment, loop, report
 from lemonkit.train.data import IGNORE, MASK_ID, TextData, load_fashion_mnist, load_text
 from lemonkit.train.experiment import load_experiment, run_experiment
 from lemonkit.train.models import build_model
@@ -244,6 +244,45 @@ def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
     exp.p = {**exp.p, "lr": 2e-3}  # changed settings: the cached result is stale
     run_experiment(exp, only=["small"], progress=False)
     assert json.loads((folder / "small.json").read_text())["config"]["lr"] == 2e-3
+
+
+@pytest.fixture
+def tiny_copy(tiny_results, tmp_path):
+    """A private copy of the tiny experiment's results, and the experiment reading it."""
+    out = tmp_path / "results"
+    shutil.copytree(tiny_results, out)
+    return load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=out)
+
+
+def test_small_run_retrains_when_its_weights_are_missing(tiny_copy):
+    """The small model's weights are not committed: a fresh clone must retrain it (the
+    same model: a run is a function of its settings), not crash at the first expansion."""
+    run_experiment(tiny_copy, only=["small"], progress=False)  # current (another test edits)
+    weights = tiny_copy.out / "small.safetensors"
+    before = weights.read_bytes()
+    weights.unlink()
+    run_experiment(tiny_copy, only=["small", "lemon-s0"], progress=False)
+    assert weights.read_bytes() == before
+
+
+def test_stale_scratch_runs_set_no_target(tiny_copy):
+    from lemonkit.train.experiment import run_specs, scratch_target
+
+    assert scratch_target(tiny_copy) is not None
+    tiny_copy.p = {**tiny_copy.p, "warmup": 2}  # the scratch runs on disk are now stale
+    assert scratch_target(tiny_copy) is None
+    lemon = next(s for s in run_specs(tiny_copy) if s.name == "lemon-s0")
+    with pytest.raises(SystemExit, match="scratch runs first"):
+        experiment.run_one(tiny_copy, lemon, load_text(), progress=False)
+
+
+def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
+    leftover = tiny_copy.out / "ckpt" / "scratch-s0"
+    leftover.mkdir(parents=True)
+    (leftover / "progress.json").write_text("{not a checkpoint")
+    run_experiment(tiny_copy, only=["scratch-s0"], progress=False, force=True)
+    assert not leftover.exists()
+    assert json.loads((tiny_copy.out / "scratch-s0.json").read_text())["history"][-1]["step"] == 4
 
 
 def test_savings_arithmetic():

@@ -211,13 +211,19 @@ def init_error(small, big, exp: Experiment) -> float:
 
 
 def scratch_target(exp: Experiment) -> float | None:
-    """Mean final validation loss of the from-scratch seeds (None until they exist)."""
+    """Mean final validation loss of the from-scratch seeds; None until every one of them
+    has run with the current settings (a stale scratch run must not set the target)."""
     finals = []
-    for s in exp.p["seeds"]:
-        f = exp.out / f"scratch-s{s}.json"
+    for spec in run_specs(exp):
+        if spec.group != "reference":  # scratch-s{k}; KI runs also start from scratch
+            continue
+        f = exp.out / f"{spec.name}.json"
         if not f.exists():
             return None
-        finals.append(json.loads(f.read_text())["history"][-1]["val_loss"])
+        record = json.loads(f.read_text())
+        if record.get("key") != cache_key(exp, spec, _run_config(exp, spec, None, False)):
+            return None
+        finals.append(record["history"][-1]["val_loss"])
     return sum(finals) / len(finals)
 
 
@@ -232,20 +238,32 @@ def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
     return json.loads(json.dumps({**key, "config": config}))
 
 
+def _remove_checkpoints(exp: Experiment, spec: RunSpec) -> None:
+    for suffix in ("", ".old", ".tmp"):
+        shutil.rmtree(exp.out / "ckpt" / (spec.name + suffix), ignore_errors=True)
+
+
 def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=False) -> dict:
     """Train one run (or load it when done); returns its JSON record."""
     path = exp.out / f"{spec.name}.json"
     rank, _ = loop.world()
     target = scratch_target(exp)
     if spec.init != "small" and spec.init != "scratch" and target is None:
-        raise SystemExit(f"{spec.name} needs the scratch runs first")
+        raise SystemExit(
+            f"{spec.name} needs the scratch runs first (missing, or run with other settings)"
+        )
     cfg = _run_config(exp, spec, target, progress)
     key = cache_key(exp, spec, cfg)
+    # the small model's weights are not committed: a fresh clone trains it again
+    weights_missing = spec.init == "small" and not (exp.out / "small.safetensors").exists()
     if path.exists() and not force:
         cached = json.loads(path.read_text())
-        if cached.get("key") == key:
+        if cached.get("key") == key and not weights_missing:
             return cached
-        log.warning("%s: settings changed since it ran; running it again", spec.name)
+        why = "its weights are missing" if weights_missing else "settings changed since it ran"
+        log.warning("%s: %s; running it again", spec.name, why)
+    if force:  # start over, not from a leftover checkpoint
+        _remove_checkpoints(exp, spec)
     model, facts = _init_model(exp, spec)
     teacher = _small_model(exp) if spec.ki else None
     res = loop.train(
@@ -277,8 +295,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(path)
-        for ckpt in ("", ".old", ".tmp"):
-            shutil.rmtree(exp.out / "ckpt" / (spec.name + ckpt), ignore_errors=True)
+        _remove_checkpoints(exp, spec)
     if dist.is_initialized():
         dist.barrier()  # the next run reads what rank 0 just wrote
     return record

@@ -266,6 +266,8 @@ def train(
         progress = load_checkpoint(resume, model, optimizer, scheduler, cfg)
         step, history, elapsed = progress["step"], progress["history"], progress["wall_s"]
         log.info("%s: resumed at step %d", cfg.label, step)
+    if size > 1:
+        _agree_on_resume(step, dev)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if size > 1 else model
     seq = _image_tokens(model) if task == "image" else max(1, cfg.seq_len)
     tokens = cfg.batch_size * seq
@@ -338,6 +340,19 @@ def _confirmed(history: list[dict], target: float | None) -> bool:
     )
 
 
+def _agree_on_resume(step: int, dev: torch.device) -> None:
+    """Every rank must resume from the same step (rank 0 writes the checkpoints; a rank on
+    another machine without a shared filesystem would not see them and start over)."""
+    steps = torch.tensor([step, -step], dtype=torch.float64, device=dev)
+    dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+    highest, lowest = int(steps[0]), int(-steps[1])
+    if highest != lowest:
+        raise RuntimeError(
+            f"ranks would resume from different steps ({lowest} to {highest}): every rank "
+            "must see rank 0's checkpoints; put --out on a filesystem all machines share"
+        )
+
+
 def step_facts(loss: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[float, bool]:
     """(this rank's loss weight, whether the loss is finite on every rank): one all-reduce.
 
@@ -355,7 +370,8 @@ def step_facts(loss: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[flo
     if size == 1:
         return 1.0, bad == 0.0
     count = float((labels != IGNORE).sum())
-    facts = torch.tensor([count, bad], dtype=torch.float64)
+    # on the labels' device: NCCL reduces GPU tensors only
+    facts = torch.tensor([count, bad], dtype=torch.float64, device=labels.device)
     dist.all_reduce(facts)
     return count * size / max(facts[0].item(), 1.0), facts[1].item() == 0.0
 

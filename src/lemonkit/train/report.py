@@ -209,9 +209,16 @@ COLORS = {
 }
 
 
-def _color(name: str) -> str | None:
-    """One colour per method (seeds share it); ablations take matplotlib's cycle."""
-    return COLORS.get(method_of(name))
+# ablations: none of these is LEMON's red, which they are drawn against
+ABLATION_COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def _color(name: str, runs: dict[str, dict]) -> str | None:
+    """One colour per method (seeds share it); each ablation its own, never LEMON's."""
+    if runs[name]["run"]["group"] != "ablation":
+        return COLORS.get(method_of(name))
+    ablations = sorted(n for n, r in runs.items() if r["run"]["group"] == "ablation")
+    return ABLATION_COLORS[ablations.index(name) % len(ABLATION_COLORS)]
 
 
 def _zoom(runs: dict[str, dict], target: float) -> tuple[float, float]:
@@ -247,7 +254,7 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
             xs = [h["flops"] / summary["scratch_flops"] for h in r["history"]]
             ys = [h["val_loss"] for h in r["history"]]
             style = "--" if r["run"]["group"] == "reference" else "-"
-            ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name))
+            ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name, runs))
         ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
         ax.set_xlabel("training FLOPs / from-scratch FLOPs")
         ax.set_title(

@@ -325,8 +325,9 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_MLM)
     torchrun = Path(sys.executable).parent / "torchrun"
-    module = ["-m", "lemonkit.train.experiment", str(config), "--preset", "tiny"]
-    common = ["--only", "small", "--quiet", "--no-report", "--out"]
+    entry = [str(Path(__file__).parents[1] / "experiments" / "run.py"), str(config)]
+    module = [*entry, "--preset", "tiny"]
+    common = ["--only", "small", "scratch-s0", "lemon-s0", "--quiet", "--no-report", "--out"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launchers = {
         "ddp": [str(torchrun), "--nproc_per_node=2", "--master_port=29517"],
@@ -335,12 +336,13 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     for out, launcher in launchers.items():
         cmd = [*launcher, *module, *common, str(tmp_path / out)]
         subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
-    ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / "small.json").read_text())
-    one = json.loads((tmp_path / "one" / "tiny" / "tiny" / "small.json").read_text())
-    assert ddp["world_size"] == 2 and one["world_size"] == 1
-    assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
-        [h["val_loss"] for h in one["history"]], rel=1e-4
-    )
+    for run in ("small", "scratch-s0", "lemon-s0"):  # lemon-s0: expanded, then trained
+        ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / f"{run}.json").read_text())
+        one = json.loads((tmp_path / "one" / "tiny" / "tiny" / f"{run}.json").read_text())
+        assert ddp["world_size"] == 2 and one["world_size"] == 1
+        assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
+            [h["val_loss"] for h in one["history"]], rel=1e-4
+        ), run
 
 
 POISON_RANK_1 = """

@@ -137,3 +137,53 @@ def test_resume_from_checkpoint_continues_the_schedule(tmp_path):
     )
     assert [g[0] for g in lrs] == pytest.approx(_expected(8)[6:], abs=1e-12)
     assert trainer.state.global_step == MAX_STEPS
+
+
+DDP_SCRIPT = """
+import json, os, sys, torch
+from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
+from lemonkit import LemonArguments, LemonTrainer
+
+class Record(TrainerCallback):
+    lrs = []
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+torch.manual_seed(0)
+model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=16))
+ids = torch.randint(0, 64, (48, 8), generator=torch.Generator().manual_seed(0))
+args = TrainingArguments(output_dir=sys.argv[1], max_steps=12, warmup_steps=3, learning_rate=1e-3,
+    per_device_train_batch_size=2, use_cpu=True, ddp_backend="gloo", report_to="none",
+    save_strategy="no", disable_tqdm=True)
+trainer = LemonTrainer(model=model, args=args, callbacks=[Record()],
+    train_dataset=[{"input_ids": x, "labels": x.clone()} for x in ids],
+    lemon_args=LemonArguments(lemon_decay_steps=8))
+trainer.train()
+rank = int(os.environ["RANK"])
+out = {"lrs": Record.lrs, "world": trainer.args.world_size,
+       "ddp": type(trainer.model_wrapped).__name__, "same_class": trainer.model is model}
+open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w").write(json.dumps(out))
+"""
+
+
+def test_lemon_trainer_under_torchrun_two_processes(tmp_path):
+    """The HF Trainer path under DDP (gloo, CPU): both ranks run the LEMON schedule."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29519", str(script), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    expected = _expected(8)
+    for rank in ranks:
+        assert rank["world"] == 2 and rank["ddp"] == "DistributedDataParallel"
+        assert rank["same_class"]  # the Trainer wraps for DDP; the model itself is untouched
+        assert rank["lrs"] == pytest.approx(expected, abs=1e-12)

@@ -35,7 +35,7 @@ eval_every = 2
 eval_batches = 2
 seeds = [0, 1]
 ckpt_every = 2
-baselines = ["lemon-default", "net2net", "aki", "stack", "ki-soft", "ki-hard"]
+baselines = ["lemon-default", "net2net", "aki", "stack", "stack-default", "ki-soft", "ki-hard"]
 ablation_lr = [0.2]
 ablation_decay = [0.75]
 baseline_seeds = [0, 1]
@@ -209,6 +209,7 @@ def test_tiny_experiment_end_to_end(tiny_results):
         "aki-s1",
         "stack-s0",
         "stack-s1",
+        "stack-default-s0",
         "ki-soft-s0",
         "ki-hard-s0",
         "lemon-lr0.2",
@@ -228,6 +229,11 @@ def test_tiny_experiment_end_to_end(tiny_results):
     assert 2 <= runs["lemon-s0"]["history"][-1]["step"] <= 4
     assert runs["lemon-decay0.75"]["config"]["decay_steps"] == 3
     assert runs["aki-s0"]["run"]["depth"] == "stack"  # bert2BERT grows depth by stacking
+    # a baseline with the scratch schedule: the same start, decay over T, no minimum length
+    default = runs["stack-default-s0"]
+    assert default["run"]["depth"] == "stack" and default["run"]["method"] == "lemon"
+    assert (default["config"]["decay_steps"], default["config"]["min_steps"]) == (4, 0)
+    assert default["init_rel_error"] == pytest.approx(runs["stack-s0"]["init_rel_error"])
     assert runs["lemon-lr0.2"]["config"]["lr"] == pytest.approx(0.2 * 3e-3)
     assert not (folder / "ckpt" / "lemon-s0").exists()  # finished runs drop their checkpoint
     text = (tiny_results / "RESULTS.md").read_text()

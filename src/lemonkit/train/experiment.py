@@ -10,7 +10,8 @@ a run interrupted half-way resumes from its own checkpoint):
   ``lemon_ratio`` x T), one per seed (expansion seed and data seed).
 - baselines: ``net2net`` (bert2BERT-FPI), ``aki`` (bert2BERT-AKI), ``stack`` (StackBERT
   depth), trained with the LEMON recipe, one run per ``baseline_seeds`` (default: the first
-  seed); ``lemon-default`` (LEMON, the scratch schedule over T) and ``ki-soft`` /
+  seed); ``lemon-default`` (LEMON, the scratch schedule over T), ``net2net-default``,
+  ``aki-default``, ``stack-default`` (the same with the scratch schedule) and ``ki-soft`` /
   ``ki-hard`` (the large model from scratch learning from ``small``), the first seed.
 - ablations: ``lemon-lr{f}`` (peak LR x f) and ``lemon-decay{r}`` (decay over r x T).
 
@@ -27,7 +28,7 @@ import json
 import logging
 import shutil
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -119,10 +120,14 @@ def run_specs(exp: Experiment) -> list[RunSpec]:
 
 
 EXPANSION_BASELINES = ("net2net", "aki", "stack")
+DEFAULT_SCHEDULE_BASELINES = tuple(f"{b}-default" for b in EXPANSION_BASELINES)
 
 
 def _baseline(b: str, seed: int, recipe: dict) -> RunSpec:
     name = f"{b}-s{seed}"
+    if b in DEFAULT_SCHEDULE_BASELINES:  # the same start, the from-scratch schedule
+        spec = _baseline(b.removesuffix("-default"), seed, recipe)
+        return replace(spec, name=name, decay_ratio=1.0, min_ratio=0.0)
     if b == "lemon-default":  # LEMON init, the from-scratch schedule (decay over T)
         return RunSpec(name, "expand", "baseline", seed=seed, stop_at_target=True)
     if b == "net2net":  # equal splits, LEMON's zero-output depth: isolates symmetry breaking

@@ -29,6 +29,9 @@ LABELS = {
     "stack": "LEMON width, StackBERT depth (stacked copies)",
     "ki-soft": "soft KI (from scratch + teacher)",
     "ki-hard": "hard KI (from scratch + teacher)",
+    "net2net-default": "Net2Net / FPI, scratch schedule",
+    "aki-default": "bert2BERT-AKI, scratch schedule",
+    "stack-default": "StackBERT depth, scratch schedule",
 }
 
 
@@ -206,6 +209,9 @@ COLORS = {
     "stack": "tab:cyan",
     "ki-soft": "tab:olive",
     "ki-hard": "tab:green",
+    "net2net-default": "tab:blue",  # the base method's colour, dash-dotted
+    "aki-default": "tab:purple",
+    "stack-default": "tab:cyan",
 }
 
 
@@ -254,6 +260,8 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
             xs = [h["flops"] / summary["scratch_flops"] for h in r["history"]]
             ys = [h["val_loss"] for h in r["history"]]
             style = "--" if r["run"]["group"] == "reference" else "-"
+            if method_of(name) in ("net2net-default", "aki-default", "stack-default"):
+                style = "-."
             ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name, runs))
         ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
         ax.set_xlabel("training FLOPs / from-scratch FLOPs")
@@ -339,7 +347,17 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
     )
 
 
-OVERVIEW_RUNS = ("net2net", "aki", "stack", "lemon-default", "ki-soft", "ki-hard")
+OVERVIEW_RUNS = (
+    "net2net",
+    "aki",
+    "stack",
+    "lemon-default",
+    "net2net-default",
+    "aki-default",
+    "stack-default",
+    "ki-soft",
+    "ki-hard",
+)
 
 
 def overview(summaries: list[tuple[str, str, dict]]) -> str:

@@ -105,9 +105,9 @@ def _pct(x: float | None) -> str:
 
 
 def _spread(values: list[float | None]) -> str:
-    """mean +- half range over seeds; 'not reached' when any seed misses."""
+    """mean +- half range over seeds; 'not reached' when any seed misses; '-' not run."""
     if not values:
-        return "n/a"
+        return "-"
     if len(values) == 1:
         return _pct(values[0])
     if any(v is None for v in values):

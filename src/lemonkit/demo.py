@@ -26,6 +26,7 @@ from lemonkit.error_table import measure, measure_resnet, to_markdown
 from lemonkit.train import report
 from lemonkit.train.experiment import Experiment, _small_model, load_data, run_one, run_specs
 from lemonkit.train.models import expand_kwargs
+from lemonkit.train.plots import plot
 
 OUT = Path("demo_out")
 DEMO = {
@@ -125,7 +126,7 @@ def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = 
     runs = {k: v for k, v in runs.items() if k in ("small", "scratch-s0", "lemon-s0")}
     summary = report.summarise(runs)
     png = exp.out / "curves.png"
-    report.plot(runs, summary, png, "demo")
+    plot(runs, summary, png, "demo")
     lemon = next(r for r in summary["rows"] if r["run"] == "lemon-s0")
     _say(
         quiet,

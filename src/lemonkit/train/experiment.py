@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -106,16 +105,8 @@ def run_specs(exp: Experiment) -> list[RunSpec]:
     for f in p.get("ablation_lr", []):
         specs.append(RunSpec(f"lemon-lr{f:g}", "expand", "ablation", lr_scale=f, **recipe))
     for d in p.get("ablation_decay", []):
-        specs.append(
-            RunSpec(
-                f"lemon-decay{d:g}",
-                "expand",
-                "ablation",
-                decay_ratio=d,
-                min_ratio=d,
-                stop_at_target=True,
-            )
-        )
+        decay = {**recipe, "decay_ratio": d, "min_ratio": d}
+        specs.append(RunSpec(f"lemon-decay{d:g}", "expand", "ablation", **decay))
     return specs
 
 
@@ -243,11 +234,6 @@ def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
     return json.loads(json.dumps({**key, "config": config}))
 
 
-def _remove_checkpoints(exp: Experiment, spec: RunSpec) -> None:
-    for suffix in ("", ".old", ".tmp"):
-        shutil.rmtree(exp.out / "ckpt" / (spec.name + suffix), ignore_errors=True)
-
-
 def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=False) -> dict:
     """Train one run (or load it when done); returns its JSON record."""
     path = exp.out / f"{spec.name}.json"
@@ -267,13 +253,12 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
             return cached
         why = "its weights are missing" if weights_missing else "settings changed since it ran"
         log.warning("%s: %s; running it again", spec.name, why)
+    ckpt_dir = exp.out / "ckpt" / spec.name
     if force:  # start over, not from a leftover checkpoint
-        _remove_checkpoints(exp, spec)
+        loop.remove_checkpoint(ckpt_dir)
     model, facts = _init_model(exp, spec)
     teacher = _small_model(exp) if spec.ki else None
-    res = loop.train(
-        model, exp.task, data, cfg, teacher=teacher, ckpt_dir=exp.out / "ckpt" / spec.name
-    )
+    res = loop.train(model, exp.task, data, cfg, teacher=teacher, ckpt_dir=ckpt_dir)
     record = {
         "key": key,
         "experiment": exp.name,
@@ -300,7 +285,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(path)
-        _remove_checkpoints(exp, spec)
+        loop.remove_checkpoint(ckpt_dir)
     if dist.is_initialized():
         dist.barrier()  # the next run reads what rank 0 just wrote
     return record

@@ -197,6 +197,12 @@ def find_checkpoint(path: Path | None) -> Path | None:
     return None
 
 
+def remove_checkpoint(path: Path) -> None:
+    """Delete a run's checkpoint with its ``.old`` and ``.tmp`` companions."""
+    for candidate in (path, path.with_name(path.name + ".old"), path.with_name(path.name + ".tmp")):
+        shutil.rmtree(candidate, ignore_errors=True)
+
+
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """The model's state dict as safetensors (on the CPU, tied tensors stored twice)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -19,26 +19,9 @@ import json
 import statistics
 from pathlib import Path
 
+from lemonkit.train.plots import method_of, plot
+
 GROUP_ORDER = ("reference", "headline", "baseline", "ablation")
-LABELS = {
-    "scratch": "from scratch (reference)",
-    "lemon": "LEMON, LEMON recipe",
-    "lemon-default": "LEMON, scratch schedule",
-    "net2net": "Net2Net / bert2BERT-FPI width (equal splits), zero depth",
-    "aki": "bert2BERT-AKI (AKI width, stacked depth)",
-    "stack": "LEMON width, StackBERT depth (stacked copies)",
-    "ki-soft": "soft KI (from scratch + teacher)",
-    "ki-hard": "hard KI (from scratch + teacher)",
-    "net2net-default": "Net2Net / FPI, scratch schedule",
-    "aki-default": "bert2BERT-AKI, scratch schedule",
-    "stack-default": "StackBERT depth, scratch schedule",
-}
-
-
-def method_of(name: str) -> str:
-    """``net2net-s1`` -> ``net2net``; names without a seed suffix are their own method."""
-    base, _, seed = name.rpartition("-s")
-    return base if base and seed.isdigit() else name
 
 
 def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
@@ -193,88 +176,6 @@ def table(summary: dict) -> str:
             f"{r['final_val']:.4f}{acc} | {r['steps']} | {hit} | {flops} | {saved} | {net} |"
         )
     return "\n".join(lines)
-
-
-def _label(name: str) -> str:
-    base = method_of(name)
-    return f"{LABELS.get(base, name)}" + (f" [{name}]" if base != name else "")
-
-
-COLORS = {
-    "scratch": "0.45",
-    "lemon": "tab:red",
-    "lemon-default": "tab:orange",
-    "net2net": "tab:blue",
-    "aki": "tab:purple",
-    "stack": "tab:cyan",
-    "ki-soft": "tab:olive",
-    "ki-hard": "tab:green",
-    "net2net-default": "tab:blue",  # the base method's colour, dash-dotted
-    "aki-default": "tab:purple",
-    "stack-default": "tab:cyan",
-}
-
-
-# ablations: none of these is LEMON's red, which they are drawn against
-ABLATION_COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
-
-
-def _color(name: str, runs: dict[str, dict]) -> str | None:
-    """One colour per method (seeds share it); each ablation its own, never LEMON's."""
-    if runs[name]["run"]["group"] != "ablation":
-        return COLORS.get(method_of(name))
-    ablations = sorted(n for n, r in runs.items() if r["run"]["group"] == "ablation")
-    return ABLATION_COLORS[ablations.index(name) % len(ABLATION_COLORS)]
-
-
-def _zoom(runs: dict[str, dict], target: float) -> tuple[float, float]:
-    """Y range from the lowest loss to a little above where the small model starts the
-    expanded runs (from-scratch curves enter from above)."""
-    ys = [h["val_loss"] for r in runs.values() for h in r["history"]]
-    start = max(
-        [target]
-        + [r["history"][0]["val_loss"] for r in runs.values() if r["run"]["init"] == "expand"]
-    )
-    top = start + 0.6 * (start - target) + 0.02
-    bottom = min(ys)
-    return bottom - 0.1 * (top - bottom), top
-
-
-def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
-    """Validation loss against training FLOPs (as a fraction of scratch): the main
-    comparison on the left, the LEMON recipe ablations on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = {"main": ("reference", "headline", "baseline")}
-    if any(r["run"]["group"] == "ablation" for r in runs.values()):
-        groups["ablation"] = ("headline", "ablation")
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.8 * len(groups), 5), sharey=True)
-    axes = list(axes) if len(groups) > 1 else [axes]
-    for ax, (panel, wanted) in zip(axes, groups.items(), strict=True):
-        for name, r in runs.items():
-            if name == "small" or r["run"]["group"] not in wanted:
-                continue
-            xs = [h["flops"] / summary["scratch_flops"] for h in r["history"]]
-            ys = [h["val_loss"] for h in r["history"]]
-            style = "--" if r["run"]["group"] == "reference" else "-"
-            if method_of(name) in ("net2net-default", "aki-default", "stack-default"):
-                style = "-."
-            ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name, runs))
-        ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
-        ax.set_xlabel("training FLOPs / from-scratch FLOPs")
-        ax.set_title(
-            f"{title}: {'comparison' if panel == 'main' else 'LEMON recipe ablations'}", fontsize=9
-        )
-        ax.set_ylim(*_zoom(runs, summary["target"]))
-        ax.legend(fontsize=6.5, loc="upper right", framealpha=0.8)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def where_it_ran(record: dict) -> str:

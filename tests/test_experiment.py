@@ -1,0 +1,317 @@
+"""The experiment harness: a tiny config end to end, cached runs, savings arithmetic, the
+report, torchrun (DDP) runs, the demo, and every committed preset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from lemonkit.train import experiment, report
+from lemonkit.train.data import load_text
+from lemonkit.train.experiment import load_experiment, run_experiment
+
+# the run settings both tiny experiments share: a few steps of a few bytes
+TINY_RUN = """seq_len = 16
+batch_size = 4
+lr = 3e-3
+warmup = 1
+small_steps = 4
+steps = 4
+eval_every = 2
+eval_batches = 2
+"""
+
+TINY = (
+    """
+name = "tiny"
+task = "causal_lm"
+[preset.tiny]
+small = { arch = "llama", hidden = 32, layers = 2, heads = 4, kv_heads = 2, intermediate = 64 }
+large = { arch = "llama", hidden = 48, layers = 3, heads = 6, kv_heads = 3, intermediate = 96 }
+"""
+    + TINY_RUN
+    + """lemon_ratio = 0.5
+seeds = [0, 1]
+ckpt_every = 2
+baselines = ["lemon-default", "net2net", "aki", "stack", "stack-default", "ki-soft", "ki-hard"]
+ablation_lr = [0.2]
+ablation_decay = [0.75]
+baseline_seeds = [0, 1]
+"""
+)
+
+
+TINY_MLM = (
+    """
+name = "tiny"
+task = "mlm"
+[preset.tiny]
+small = { arch = "bert", hidden = 32, layers = 2, heads = 4, intermediate = 64 }
+large = { arch = "bert", hidden = 64, layers = 3, heads = 8, intermediate = 128 }
+"""
+    + TINY_RUN
+    + """seeds = [0]
+"""
+)
+
+
+# ---------------------------------------------------------------- experiment + report
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("exp")
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    exp = load_experiment(config, "tiny", out=root / "results")
+    run_experiment(exp, progress=False)
+    report.write_results(root / "results")
+    return root / "results"
+
+
+def test_tiny_experiment_end_to_end(tiny_results):
+    folder = tiny_results / "tiny" / "tiny"
+    names = {p.stem for p in folder.glob("*.json")} - {"summary"}
+    assert names == {
+        "small",
+        "scratch-s0",
+        "scratch-s1",
+        "lemon-s0",
+        "lemon-s1",
+        "lemon-default-s0",
+        "net2net-s0",
+        "net2net-s1",
+        "aki-s0",
+        "aki-s1",
+        "stack-s0",
+        "stack-s1",
+        "stack-default-s0",
+        "ki-soft-s0",
+        "ki-hard-s0",
+        "lemon-lr0.2",
+        "lemon-decay0.75",
+    }
+    runs = report.load_runs(folder)
+    # the expansion starts where the small model ended; lossy baselines do not
+    small_final = runs["small"]["history"][-1]["val_loss"]
+    for name in ("lemon-s0", "lemon-s1", "net2net-s1", "lemon-lr0.2"):
+        assert runs[name]["init_rel_error"] < 1e-5, name
+        assert runs[name]["history"][0]["val_loss"] == pytest.approx(small_final, abs=1e-4)
+    for name in ("aki-s0", "stack-s1"):
+        assert runs[name]["init_rel_error"] > 1e-3, name
+    # the recipe: decay over 0.5 T, then on (at the floor LR) until the target, at most T
+    cfg = runs["lemon-s0"]["config"]
+    assert (cfg["decay_steps"], cfg["min_steps"], cfg["steps"]) == (2, 2, 4)
+    assert 2 <= runs["lemon-s0"]["history"][-1]["step"] <= 4
+    assert runs["lemon-decay0.75"]["config"]["decay_steps"] == 3
+    assert runs["aki-s0"]["run"]["depth"] == "stack"  # bert2BERT grows depth by stacking
+    # a baseline with the scratch schedule: the same start, decay over T, no minimum length
+    default = runs["stack-default-s0"]
+    assert default["run"]["depth"] == "stack" and default["run"]["method"] == "lemon"
+    assert (default["config"]["decay_steps"], default["config"]["min_steps"]) == (4, 0)
+    assert default["init_rel_error"] == pytest.approx(runs["stack-s0"]["init_rel_error"])
+    assert runs["lemon-lr0.2"]["config"]["lr"] == pytest.approx(0.2 * 3e-3)
+    assert not (folder / "ckpt" / "lemon-s0").exists()  # finished runs drop their checkpoint
+    text = (tiny_results / "RESULTS.md").read_text()
+    assert "## tiny" in text and "| aki-s1 |" in text and (folder / "curves.png").stat().st_size
+
+
+def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
+    folder = tiny_results / "tiny" / "tiny"
+    names = ("small", "scratch-s0", "lemon-s0")  # small and scratch ran before the target existed
+    before = [(folder / f"{n}.json").read_text() for n in names]
+    exp = load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=tiny_results)
+    run_experiment(exp, only=list(names), progress=False)
+    assert [(folder / f"{n}.json").read_text() for n in names] == before
+    exp.p = {**exp.p, "lr": 2e-3}  # changed settings: the cached result is stale
+    run_experiment(exp, only=["small"], progress=False)
+    assert json.loads((folder / "small.json").read_text())["config"]["lr"] == 2e-3
+
+
+@pytest.fixture
+def tiny_copy(tiny_results, tmp_path):
+    """A private copy of the tiny experiment's results, and the experiment reading it."""
+    out = tmp_path / "results"
+    shutil.copytree(tiny_results, out)
+    return load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=out)
+
+
+def test_small_run_retrains_when_its_weights_are_missing(tiny_copy):
+    """The small model's weights are not committed: a fresh clone must retrain it (the
+    same model: a run is a function of its settings), not crash at the first expansion."""
+    run_experiment(tiny_copy, only=["small"], progress=False)  # current (another test edits)
+    weights = tiny_copy.out / "small.safetensors"
+    before = weights.read_bytes()
+    weights.unlink()
+    run_experiment(tiny_copy, only=["small", "lemon-s0"], progress=False)
+    assert weights.read_bytes() == before
+
+
+def test_stale_scratch_runs_set_no_target(tiny_copy):
+    from lemonkit.train.experiment import run_specs, scratch_target
+
+    assert scratch_target(tiny_copy) is not None
+    tiny_copy.p = {**tiny_copy.p, "warmup": 2}  # the scratch runs on disk are now stale
+    assert scratch_target(tiny_copy) is None
+    lemon = next(s for s in run_specs(tiny_copy) if s.name == "lemon-s0")
+    with pytest.raises(SystemExit, match="scratch runs first"):
+        experiment.run_one(tiny_copy, lemon, load_text(), progress=False)
+
+
+def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
+    leftover = tiny_copy.out / "ckpt" / "scratch-s0"
+    leftover.mkdir(parents=True)
+    (leftover / "progress.json").write_text("{not a checkpoint")
+    run_experiment(tiny_copy, only=["scratch-s0"], progress=False, force=True)
+    assert not leftover.exists()
+    assert json.loads((tiny_copy.out / "scratch-s0.json").read_text())["history"][-1]["step"] == 4
+
+
+def test_savings_arithmetic():
+    def run(name, group, vals, fps):
+        hist = [{"step": 10 * i, "val_loss": v, "flops": 10 * i * fps} for i, v in enumerate(vals)]
+        return {"run": {"group": group}, "history": hist}
+
+    runs = {
+        "small": run("small", "source", [5, 3], 1.0),  # 10 FLOPs
+        "scratch-s0": run("s", "reference", [5, 4, 3, 2.1], 10.0),
+        "scratch-s1": run("s", "reference", [5, 4, 3, 1.9], 10.0),  # target 2.0, 300 FLOPs
+        "lemon-s0": run("l", "headline", [3, 2.5, 1.99], 10.0),  # hit at 20 steps = 200
+        "aki-s0": run("a", "baseline", [4, 3, 2.5], 10.0),
+    }
+    partial = {k: v for k, v in runs.items() if k in ("small", "scratch-s0")}
+    assert report.summarise(partial) == {}  # no LEMON run yet: no savings to report
+    s = report.summarise(runs)
+    assert s["target"] == pytest.approx(2.0)
+    rows = {r["run"]: r for r in s["rows"]}
+    assert rows["lemon-s0"]["hit_step"] == 20
+    assert rows["lemon-s0"]["saved"] == pytest.approx(1 - 200 / 300)
+    assert rows["lemon-s0"]["saved_net"] == pytest.approx(1 - 210 / 300)
+    assert rows["aki-s0"]["saved"] is None
+    assert report.saved_by_method(s) == {"lemon": [pytest.approx(1 / 3)], "aki": [None]}
+    assert "aki" in report.verdict(s) and "saved more than every" in report.verdict(s)
+    assert "not reached" in report.table(s)
+
+
+# ---------------------------------------------------------------- torchrun
+
+
+TORCHRUN = str(Path(sys.executable).parent / "torchrun")
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores
+needs_torchrun = pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun not installed next to this python",
+)
+
+
+@needs_torchrun
+def test_torchrun_two_processes_matches_one(tmp_path):
+    """The entry point runs unchanged under torchrun (DDP, gloo); each rank trains on its
+    half of the same global batch, so the validation curve equals the 1-process run's.
+    Masked LM: the ranks hold different numbers of masked positions (``step_facts``)."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_MLM)
+    entry = [str(Path(__file__).parents[1] / "experiments" / "run.py"), str(config)]
+    module = [*entry, "--preset", "tiny"]
+    common = ["--only", "small", "scratch-s0", "lemon-s0", "--quiet", "--no-report", "--out"]
+    launchers = {
+        "ddp": [TORCHRUN, "--nproc_per_node=2", "--master_port=29517"],
+        "one": [sys.executable],
+    }
+    for out, launcher in launchers.items():
+        cmd = [*launcher, *module, *common, str(tmp_path / out)]
+        subprocess.run(cmd, check=True, env=ONE_THREAD, timeout=300, capture_output=True)
+    for run in ("small", "scratch-s0", "lemon-s0"):  # lemon-s0: expanded, then trained
+        ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / f"{run}.json").read_text())
+        one = json.loads((tmp_path / "one" / "tiny" / "tiny" / f"{run}.json").read_text())
+        assert ddp["world_size"] == 2 and one["world_size"] == 1
+        assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
+            [h["val_loss"] for h in one["history"]], rel=1e-4
+        ), run
+
+
+POISON_RANK_1 = """
+import sys, torch
+from lemonkit.train import experiment, loop
+real = loop.cross_entropy
+def poisoned(logits, labels):  # NaN training loss on rank 1 only
+    loss = real(logits, labels)
+    return loss * float("nan") if torch.is_grad_enabled() and loop.world()[0] == 1 else loss
+loop.cross_entropy = poisoned
+try:
+    experiment.main(sys.argv[1:])
+except FloatingPointError:
+    print(f"rank {loop.world()[0]} stopped on a non-finite loss", file=sys.stderr)
+    raise
+"""
+
+
+@needs_torchrun
+def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
+    """A non-finite loss on one rank raises on all ranks (no rank left waiting in DDP)."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_MLM)
+    script = tmp_path / "poison.py"
+    script.write_text(POISON_RANK_1)
+    cmd = [TORCHRUN, "--nproc_per_node=2", "--master_port=29518", str(script)]
+    cmd += [str(config), "--preset", "tiny", "--only", "small", "--quiet", "--no-report"]
+    cmd += ["--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, env=ONE_THREAD, timeout=120, capture_output=True, text=True)
+    assert done.returncode != 0
+    for rank in (0, 1):  # rank 0's own loss was finite: it stops because rank 1's was not
+        assert f"rank {rank} stopped on a non-finite loss" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
+
+
+def test_demo_quick_tells_the_story(tmp_path, capsys):
+    from lemonkit import demo
+
+    demo.main(["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out
+    folder = tmp_path / "training" / "demo" / "quick"
+    assert (folder / "curves.png").stat().st_size > 0
+    assert (folder / "small.safetensors").exists()  # cached for the next run
+    demo.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    assert capsys.readouterr().out == ""
+
+
+CONFIGS = sorted(Path(__file__).parents[1].glob("experiments/configs/*.toml"))
+
+
+PRESETS = [(p, name) for p in CONFIGS for name in tomllib.loads(p.read_text())["preset"]]
+
+
+@pytest.mark.parametrize(("path", "preset"), PRESETS, ids=[f"{p.stem}-{n}" for p, n in PRESETS])
+def test_every_committed_preset_plans_the_large_model(path, preset):
+    """Each config's presets (the GPU ones too, never run here) name a growth that every
+    run's method accepts and that lands exactly on the large model's config."""
+    import lemonkit
+    from lemonkit.train.experiment import run_specs
+    from lemonkit.train.models import _config, expand_kwargs
+
+    exp = load_experiment(path, preset)
+    seq = exp.p.get("seq_len", 0)
+    source, large = _config(exp.p["small"], seq), _config(exp.p["large"], seq)
+    specs = [s for s in run_specs(exp) if s.init == "expand"]
+    assert {s.group for s in specs} >= {"headline"}
+    for method, depth in {(s.method, s.depth) for s in specs}:
+        plan = lemonkit.make_plan(
+            source, **expand_kwargs(exp.p["large"]), method=method, depth=depth, allow_lossy=True
+        )
+        assert (plan.lossy_reason is None) == (method != "aki" and depth != "stack")
+        made = plan.target_config.to_dict()
+        assert plan.target_config.num_hidden_layers == large.num_hidden_layers
+        assert plan.target_config.hidden_size == large.hidden_size
+        for key, value in large.to_dict().items():
+            if key == "pooler_output_size":  # ViT's pooler keeps its size (unused here)
+                continue
+            if key.endswith(("_size", "_layers", "_heads", "heads")) and key in made:
+                assert made[key] == value, (key, made[key], value)

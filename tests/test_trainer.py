@@ -163,6 +163,8 @@ rank = int(os.environ["RANK"])
 out = {"lrs": Record.lrs, "world": trainer.args.world_size,
        "ddp": type(trainer.model_wrapped).__name__, "same_class": trainer.model is model}
 open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w").write(json.dumps(out))
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()  # a clean exit: gloo threads can abort at teardown
 """
 
 

@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         written = write_results(args.out)
         if not args.quiet:
             print(f"wrote {written}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

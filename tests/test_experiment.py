@@ -174,6 +174,15 @@ def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
     assert json.loads((tiny_copy.out / "scratch-s0.json").read_text())["history"][-1]["step"] == 4
 
 
+def test_a_config_naming_an_unknown_baseline_is_refused(tmp_path):
+    from lemonkit.train.experiment import run_specs
+
+    config = tmp_path / "bad.toml"
+    config.write_text(TINY.replace('"stack-default"', '"stack-cosine"'))
+    with pytest.raises(SystemExit, match="unknown baseline 'stack-cosine'"):
+        run_specs(load_experiment(config, "tiny"))
+
+
 def test_savings_arithmetic():
     def run(name, group, vals, fps):
         hist = [{"step": 10 * i, "val_loss": v, "flops": 10 * i * fps} for i, v in enumerate(vals)]

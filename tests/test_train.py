@@ -62,6 +62,15 @@ def test_mlm_masks_about_15_percent(text):
     assert not (x[~chosen] == MASK_ID).any()
 
 
+def test_missing_data_names_the_package_to_install(tmp_path):
+    from lemonkit.train.data import DataMissingError
+
+    with pytest.raises(DataMissingError, match="python3.11-doc.*make data"):
+        load_text(root=tmp_path / "nowhere")
+    with pytest.raises(DataMissingError, match="dataset-fashion-mnist"):
+        load_fashion_mnist(root=tmp_path / "nowhere")
+
+
 def test_fashion_mnist_loads():
     d = load_fashion_mnist(val_size=100)
     assert d.train_x.shape == (60000, 1, 28, 28) and d.val_x.shape == (100, 1, 28, 28)

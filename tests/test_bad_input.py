@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 import lemonkit.engine
 import lemonkit.folder
 from lemonkit.cli import main
-from lemonkit.zoo import build
+from lemonkit.testing.zoo import build
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from lemonkit import engine
 from lemonkit.architectures.base import Out
 from lemonkit.cli import main
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import build, mlp_size, resnet
+from lemonkit.testing.zoo import build, mlp_size, resnet
 
 ARCHS = ["gpt2", "llama"]
 # width grows in every space (stream, heads, MLP); divisible, so no random extra columns

@@ -10,7 +10,7 @@ import lemonkit
 from lemonkit.cli import main
 from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.minilm import TARGET, compare, source_folder
-from lemonkit.zoo import build
+from lemonkit.testing.zoo import build
 
 
 @pytest.mark.parametrize("eps", [1e-12, 1e-5])

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from lemonkit.blockwise import verify_blockwise, vocab_ids
 from lemonkit.cli import main
 from lemonkit.folder import expand_folder, verify_folders
-from lemonkit.zoo import BUILDERS, build, exact_width
+from lemonkit.testing.zoo import BUILDERS, build, exact_width
 
 
 @pytest.mark.parametrize("arch", list(BUILDERS))

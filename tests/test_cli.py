@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 import lemonkit
 from lemonkit.cli import main
-from lemonkit.zoo import build
+from lemonkit.testing.zoo import build
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from lemonkit.zoo import BUILDERS, build, exact_width
+from lemonkit.testing.zoo import BUILDERS, build, exact_width
 
 CAUSAL = [
     "gpt2",

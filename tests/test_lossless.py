@@ -9,7 +9,7 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import BUILDERS, any_width_is_exact, build, exact_width, mlp_size
+from lemonkit.testing.zoo import BUILDERS, any_width_is_exact, build, exact_width, mlp_size
 
 LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lemonkit
-from lemonkit.zoo import build
+from lemonkit.testing.zoo import build
 
 
 @st.composite

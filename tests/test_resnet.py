@@ -9,7 +9,7 @@ from transformers import ResNetForImageClassification
 import lemonkit
 from lemonkit.cli import main
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import resnet
+from lemonkit.testing.zoo import resnet
 
 CASES = {
     "double width": dict(hidden_sizes=[32, 64]),

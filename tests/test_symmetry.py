@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lemonkit
-from lemonkit.zoo import BUILDERS, build, exact_width, mlp_size
+from lemonkit.testing.zoo import BUILDERS, build, exact_width, mlp_size
 
 
 def _mlp_preactivations(model, x):

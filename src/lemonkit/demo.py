@@ -22,7 +22,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import lemonkit
-from lemonkit.error_table import measure, measure_resnet, to_markdown
+from lemonkit.testing.error_table import measure, measure_resnet, to_markdown
 from lemonkit.train import report
 from lemonkit.train.experiment import Experiment, _small_model, load_data, run_one, run_specs
 from lemonkit.train.models import expand_kwargs

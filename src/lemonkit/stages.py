@@ -1,7 +1,7 @@
 """The plan of a staged CNN (ResNet): per-stage channel spaces and per-stage layer maps.
 
 Example:
-    >>> from lemonkit.zoo import resnet
+    >>> from lemonkit.testing.zoo import resnet
     >>> from lemonkit.plan import make_plan
     >>> plan = make_plan(resnet().config, hidden_sizes=[24, 48], depths=[3, 2])
     >>> plan.maps["stage0"].sources, plan.groups["stage0"][0]

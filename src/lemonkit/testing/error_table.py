@@ -1,6 +1,6 @@
 """The measured error table: every architecture x every kind of expansion.
 
-Run ``python -m lemonkit.error_table`` (or ``make demo``) to reproduce the README table.
+Run ``python -m lemonkit.testing.error_table`` (or ``make demo``) to reproduce the README table.
 
 Example:
     >>> rows = measure(["gpt2"], ["depth 2->5"])
@@ -14,7 +14,7 @@ import torch
 
 import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.zoo import BUILDERS, build, mlp_size
+from lemonkit.testing.zoo import BUILDERS, build, mlp_size
 
 # source: hidden 64, 4 heads (2 KV heads for the LLaMA family), 2 layers
 KINDS: dict[str, dict] = {
@@ -88,7 +88,7 @@ RESNET_KINDS: dict[str, dict] = {
 
 def measure_resnet() -> str:
     """The ResNet row of the error table (its sizes are per stage)."""
-    from lemonkit.zoo import resnet
+    from lemonkit.testing.zoo import resnet
 
     cells = []
     for kwargs in RESNET_KINDS.values():

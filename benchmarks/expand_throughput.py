@@ -60,7 +60,7 @@ print(json.dumps({"wall_s": time.perf_counter() - start,
 """
 
 EXPAND = """
-from lemonkit.cli import main
+from lemonkit.cli.main import main
 rc = main(sys.argv[2:])
 assert rc == 0, rc
 """
@@ -97,7 +97,7 @@ def make_source(folder: Path) -> None:
     """A random bf16 LLaMA checkpoint, written tensor by tensor (bounded memory)."""
     from transformers import LlamaConfig
 
-    from lemonkit.writer import parse_size, plan_shards, write_shards
+    from lemonkit.io.writer import parse_size, plan_shards, write_shards
 
     if (folder / "config.json").is_file():
         return
@@ -125,7 +125,7 @@ def make_source(folder: Path) -> None:
 
 
 def shard_layout(folder: Path) -> dict:
-    from lemonkit.checkpoint import Checkpoint
+    from lemonkit.io.checkpoint import Checkpoint
 
     ckpt = Checkpoint.open(folder)
     layout: dict = {}

@@ -16,7 +16,7 @@ from transformers import PretrainedConfig
 
 import lemonkit
 from lemonkit import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
-from lemonkit.spaces import HEADS, HIDDEN, KV_HEADS, MLP
+from lemonkit.tables.format import HEADS, HIDDEN, KV_HEADS, MLP
 
 
 class NanoGPTConfig(PretrainedConfig):

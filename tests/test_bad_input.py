@@ -11,9 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import lemonkit.engine
-import lemonkit.folder
-from lemonkit.cli import main
+import lemonkit.io.folder
+from lemonkit.cli.main import main
 from lemonkit.testing.zoo import build
 
 
@@ -156,7 +155,7 @@ def test_missing_source_and_config(tmp_path):
 
 def test_failure_midway_leaves_nothing(src, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = lemonkit.folder.iter_expand_tensor
+    real = lemonkit.io.folder.iter_expand_tensor
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -164,7 +163,7 @@ def test_failure_midway_leaves_nothing(src, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as Ctrl-C would
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lemonkit.folder, "iter_expand_tensor", flaky)
+    monkeypatch.setattr(lemonkit.io.folder, "iter_expand_tensor", flaky)
     out = tmp_path / "out"
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 130
     assert not out.exists()
@@ -179,21 +178,20 @@ def test_failed_force_keeps_the_old_output(src, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise lemonkit.LemonkitError("simulated failure")
 
-    monkeypatch.setattr(lemonkit.folder, "verify_folders", boom)
+    monkeypatch.setattr(lemonkit.io.folder, "verify_folders", boom)
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96", "--force"]) == 2
     assert (out / "old.txt").read_text() == "old"
 
 
 SLOW_CLI = """
 import sys, time
-import lemonkit.engine
-import lemonkit.folder
-real = lemonkit.folder.iter_expand_tensor
+import lemonkit.io.folder
+real = lemonkit.io.folder.iter_expand_tensor
 def slow(*a, **k):
     time.sleep(0.2)
     return real(*a, **k)
-lemonkit.folder.iter_expand_tensor = slow
-from lemonkit.cli import main
+lemonkit.io.folder.iter_expand_tensor = slow
+from lemonkit.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -230,14 +228,14 @@ def test_leftovers_of_a_killed_run_are_removed(src, tmp_path):
 
 
 def test_an_output_that_fails_verification_is_not_published(src, tmp_path, monkeypatch):
-    import lemonkit.rules
+    import lemonkit.engine.rules
 
-    real = lemonkit.rules.expand_out
+    real = lemonkit.engine.rules.expand_out
 
     def corrupt(t, axis, space):  # a bug in the engine: producers off by 1%
         return real(t, axis, space) * 1.01
 
-    monkeypatch.setattr(lemonkit.engine, "expand_out", corrupt)
+    monkeypatch.setattr(lemonkit.engine.tensor, "expand_out", corrupt)
     out = tmp_path / "out"
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 2
     assert not out.exists()

@@ -1,6 +1,6 @@
 """Growth baselines on the same engine: bert2BERT-AKI (``method="aki"``), StackBERT
-(``depth="stack"``), and the lossless references they are compared with (Net2Net /
-bert2BERT-FPI's exact symmetry, zero-output depth)."""
+(``depth="stack"``), both lossy (``allow_lossy=True``), and the lossless references they are
+compared with (Net2Net / bert2BERT-FPI's exact symmetry, zero-output depth)."""
 
 import json
 from pathlib import Path
@@ -10,10 +10,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import lemonkit
-from lemonkit import engine
-from lemonkit.architectures.base import Out
-from lemonkit.cli import main
+import lemonkit.engine.tensor
+from lemonkit.cli.main import main
+from lemonkit.engine.tensor import new_channels
 from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.tables.format import Out
 from lemonkit.testing.zoo import build, mlp_size, resnet
 
 ARCHS = ["gpt2", "llama"]
@@ -50,7 +51,9 @@ def _producer_axes(spec) -> list[int]:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_aki_is_not_lossless(arch):
     small = build(arch)
-    big, plan = lemonkit.expand(small, method="aki", return_plan=True, **_width(arch))
+    big, plan = lemonkit.expand(
+        small, method="aki", allow_lossy=True, return_plan=True, **_width(arch)
+    )
     report = lemonkit.verify(small, big)
     assert report.rel_error_fp64 > 1e-4, report
     assert not report.ok
@@ -66,7 +69,7 @@ def test_aki_new_units_take_the_next_layers_rows(arch, num_layers):
     small = build(arch, layers=3)
     targets = dict(_width(arch), num_layers=num_layers, seed=3)
     aki, plan = lemonkit.expand_state_dict(
-        small.state_dict(), small.config, method="aki", **targets
+        small.state_dict(), small.config, method="aki", allow_lossy=True, **targets
     )
     fpi, _ = lemonkit.expand_state_dict(
         small.state_dict(), small.config, method="net2net", **targets
@@ -76,7 +79,7 @@ def test_aki_new_units_take_the_next_layers_rows(arch, num_layers):
     for t, s in enumerate(plan.layer_map):
         mine = _layer_tensors(table, aki, t)
         own = _layer_tensors(table, fpi, t)
-        top = s + 1 == plan.source_sizes["layers"]
+        top = s + 1 == plan.source.num_layers
         nxt = own if top else _layer_tensors(table, fpi, plan.layer_map.index(s + 1))
         for pattern, tensor in mine.items():
             spec = table.spec(pattern)
@@ -89,7 +92,7 @@ def test_aki_new_units_take_the_next_layers_rows(arch, num_layers):
                 continue
             expected = own[pattern].clone()
             for axis in axes:
-                new = engine._new_channels(plan, spec.axes[axis].space).nonzero().flatten()
+                new = new_channels(plan, spec.axes[axis].space).nonzero().flatten()
                 assert len(new), pattern  # every producer space grew here
                 expected.index_copy_(axis, new, nxt[pattern].index_select(axis, new))
                 old = torch.ones(tensor.shape[axis], dtype=torch.bool)
@@ -114,7 +117,7 @@ def test_aki_fan_out_stays_an_equal_split(arch):
     """In-axes keep FPI's equal halves, in old and new rows alike."""
     small = build(arch)
     f = mlp_size(small)
-    big = lemonkit.expand(small, method="aki", **_width(arch))
+    big = lemonkit.expand(small, method="aki", allow_lossy=True, **_width(arch))
     _, _, down, axis = _mlp_axes(arch)
     w = big.state_dict()[down.format(i=0)]
     halves = w.narrow(axis, 0, f), w.narrow(axis, f, f)
@@ -128,9 +131,13 @@ def test_aki_fan_out_stays_an_equal_split(arch):
 def test_aki_chunked_streaming_gives_the_same_tensors(monkeypatch):
     """Donor chunks line up with the tensor's chunks whatever the chunk size."""
     small = build("llama")
-    whole, _ = lemonkit.expand_state_dict(small.state_dict(), small.config, method="aki", **WIDTH)
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 300)
-    chunked, _ = lemonkit.expand_state_dict(small.state_dict(), small.config, method="aki", **WIDTH)
+    whole, _ = lemonkit.expand_state_dict(
+        small.state_dict(), small.config, method="aki", allow_lossy=True, **WIDTH
+    )
+    monkeypatch.setattr(lemonkit.engine.tensor, "CHUNK_ELEMENTS", 300)
+    chunked, _ = lemonkit.expand_state_dict(
+        small.state_dict(), small.config, method="aki", allow_lossy=True, **WIDTH
+    )
     assert whole.keys() == chunked.keys()
     for name in whole:
         assert torch.equal(whole[name], chunked[name]), name
@@ -139,7 +146,7 @@ def test_aki_chunked_streaming_gives_the_same_tensors(monkeypatch):
 def test_aki_leaves_the_source_untouched():
     small = build("llama")
     before = {n: t.clone() for n, t in small.state_dict().items()}
-    lemonkit.expand(small, method="aki", hidden_size=128, num_layers=3)
+    lemonkit.expand(small, method="aki", allow_lossy=True, hidden_size=128, num_layers=3)
     for name, tensor in small.state_dict().items():
         assert torch.equal(tensor, before[name]), name
 
@@ -164,7 +171,9 @@ def test_net2net_keeps_exact_symmetry(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_stack_is_not_lossless_and_copies_every_layer_exactly(arch):
     small = build(arch)
-    big, plan = lemonkit.expand(small, depth="stack", num_layers=5, return_plan=True)
+    big, plan = lemonkit.expand(
+        small, depth="stack", allow_lossy=True, num_layers=5, return_plan=True
+    )
     assert plan.layer_map == [0, 1, 0, 1, 0]
     assert plan.to_json()["depth"] == "stack" and "stack" in plan.lossy_reason
     report = lemonkit.verify(small, big)
@@ -183,7 +192,7 @@ def test_stack_is_not_lossless_and_copies_every_layer_exactly(arch):
 
 def test_stack_honours_an_explicit_layer_map_without_zeroing():
     small = build("gpt2")
-    big = lemonkit.expand(small, depth="stack", layer_map=[0, 0, 1, 1])
+    big = lemonkit.expand(small, depth="stack", allow_lossy=True, layer_map=[0, 0, 1, 1])
     name = "transformer.h.{i}.mlp.c_proj.weight"
     assert torch.equal(big.state_dict()[name.format(i=1)], small.state_dict()[name.format(i=0)])
     assert torch.equal(big.state_dict()[name.format(i=3)], small.state_dict()[name.format(i=1)])
@@ -197,9 +206,9 @@ def test_aki_and_stack_combine():
     small = build("llama")
     sd = small.state_dict()
     both, plan = lemonkit.expand_state_dict(
-        sd, small.config, method="aki", depth="stack", num_layers=4, **WIDTH
+        sd, small.config, method="aki", depth="stack", allow_lossy=True, num_layers=4, **WIDTH
     )
-    aki, _ = lemonkit.expand_state_dict(sd, small.config, method="aki", **WIDTH)
+    aki, _ = lemonkit.expand_state_dict(sd, small.config, method="aki", allow_lossy=True, **WIDTH)
     assert plan.layer_map == [0, 1, 0, 1] and "aki" in plan.lossy_reason
     for t, s in enumerate(plan.layer_map):
         mine, theirs = _layer_tensors(plan.table, both, t), _layer_tensors(plan.table, aki, s)
@@ -222,7 +231,7 @@ def test_bad_depth_and_baselines_on_staged_cnns_are_refused():
     with pytest.raises(ImpossibleExpansionError, match="depth must be one of"):
         lemonkit.expand(build("gpt2"), num_layers=3, depth="interleave")
     with pytest.raises(ImpossibleExpansionError, match="Transformer stacks"):
-        lemonkit.expand(resnet(), hidden_sizes=[32, 64], method="aki")
+        lemonkit.expand(resnet(), hidden_sizes=[32, 64], method="aki", allow_lossy=True)
 
 
 @pytest.fixture
@@ -261,7 +270,7 @@ def test_cli_writes_aki_with_allow_lossy(gpt2_dir, tmp_path, capsys):
     assert _leftovers(tmp_path) == []
     # the streaming path gives what the in-memory one gives
     small = AutoModelForCausalLM.from_pretrained(gpt2_dir)
-    memory = lemonkit.expand(small, hidden_size=128, num_layers=3, method="aki")
+    memory = lemonkit.expand(small, hidden_size=128, num_layers=3, method="aki", allow_lossy=True)
     for name, tensor in memory.state_dict().items():
         assert torch.equal(big.state_dict()[name], tensor), name
     assert main(["-q", "verify", str(gpt2_dir), str(out)]) == 1

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 import lemonkit
-from lemonkit.cli import main
+from helpers import load_example
+from lemonkit.cli.main import main
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.minilm import TARGET, compare, source_folder
 from lemonkit.testing.zoo import build
+
+minilm = load_example("minilm")
+TARGET, compare, source_folder = minilm.TARGET, minilm.compare, minilm.source_folder
 
 
 @pytest.mark.parametrize("eps", [1e-12, 1e-5])
@@ -36,11 +39,11 @@ def test_post_ln_indivisible_width_is_refused():
 
 def test_moving_the_affine_is_what_makes_depth_work(monkeypatch):
     """Without it (a plain zero-branch copy) Post-LN depth is wrong, as NOTES.md 6 says."""
-    import lemonkit.entries
+    import lemonkit.plan.decisions
 
     small = build("bert", layer_norm_eps=1e-12)
     exact = lemonkit.verify(small, lemonkit.expand(small, num_layers=3)).rel_error_fp64
-    monkeypatch.setattr(lemonkit.entries, "_post_ln", lambda plan, entry, t: entry)
+    monkeypatch.setattr(lemonkit.plan.decisions, "_post_ln", lambda plan, d, t: d)
     naive = lemonkit.verify(small, lemonkit.expand(small, num_layers=3)).rel_error_fp64
     assert exact < 1e-12
     assert naive > 1e-3

@@ -5,10 +5,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lemonkit.blockwise import verify_blockwise, vocab_ids
-from lemonkit.cli import main
-from lemonkit.folder import expand_folder, verify_folders
+from lemonkit.cli.main import main
+from lemonkit.io.folder import expand_folder
 from lemonkit.testing.zoo import BUILDERS, build, exact_width
+from lemonkit.verification.blockwise import verify_blockwise, vocab_ids
+from lemonkit.verification.folders import verify_folders
 
 
 @pytest.mark.parametrize("arch", list(BUILDERS))

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import lemonkit
-from lemonkit.cli import main
+from lemonkit.cli.main import main
 from lemonkit.testing.zoo import build
 
 
@@ -47,7 +47,7 @@ def test_expand_writes_a_loadable_folder_with_provenance(gpt2_dir, tmp_path, cap
     assert big.config.n_embd == 96 and big.config.n_layer == 3
     assert (out / "tokenizer.json").read_text() == '{"fake": "tokenizer"}'
     record = json.loads((out / "lemonkit.json").read_text())
-    assert record["plan"]["target_sizes"]["hidden"] == 96
+    assert record["plan"]["target_sizes"]["hidden_size"] == 96
     assert record["verification"]["ok"] is True
     assert record["lemonkit_version"] == lemonkit.__version__
     assert main(["verify", str(gpt2_dir), str(out)]) == 0

@@ -121,7 +121,7 @@ def test_impossible_targets_are_refused_with_a_reason(kwargs, message):
 
 def test_paper_printed_eta_without_square_root_is_lossy(monkeypatch):
     """NOTES.md 1: the paper's eta = k*Ds/Dt (no root) fails at 64 -> 96; sqrt is exact."""
-    from lemonkit.spaces import SpaceMap
+    from lemonkit.plan.spaces import SpaceMap
 
     small = build("gpt2")
     exact = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96))
@@ -153,9 +153,9 @@ def test_bfloat16_indivisible_error_is_one_rounding_of_the_norm_scale():
 @pytest.mark.parametrize("arch", list(BUILDERS))
 def test_tiny_chunks_stay_lossless(arch, monkeypatch):
     """Big tensors are expanded in row chunks; force many chunks and many boundaries."""
-    import lemonkit.engine
+    import lemonkit.engine.tensor
 
-    monkeypatch.setattr(lemonkit.engine, "CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(lemonkit.engine.tensor, "CHUNK_ELEMENTS", 50)
     small = build(arch)
     width = exact_width(arch)
     big = lemonkit.expand(small, hidden_size=width, num_layers=3)
@@ -186,7 +186,8 @@ def test_headless_base_models(arch, tmp_path):
     """*Model classes (no head, no prefix): last hidden state's source channels match."""
     import transformers
 
-    from lemonkit.folder import expand_folder, verify_folders
+    from lemonkit.io.folder import expand_folder
+    from lemonkit.verification.folders import verify_folders
 
     torch.manual_seed(0)
     cls = getattr(transformers, BASE_MODELS[arch])
@@ -232,7 +233,7 @@ def test_olmo2_all_head_norms_need_dead_heads(monkeypatch):
     whole copies plus dead heads are exact, and a regrouping is refused."""
     from dataclasses import replace
 
-    import lemonkit.architectures as registry
+    import lemonkit.tables as registry
 
     small = build("olmo2")
     exact = lemonkit.verify(small, lemonkit.expand(small, hidden_size=96)).rel_error_fp64

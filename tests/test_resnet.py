@@ -7,7 +7,7 @@ import torch
 from transformers import ResNetForImageClassification
 
 import lemonkit
-from lemonkit.cli import main
+from lemonkit.cli.main import main
 from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.testing.zoo import resnet
 

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from lemonkit.rules import expand_beta, expand_gamma, expand_in, expand_out
-from lemonkit.spaces import circular_map, stream_map
+from lemonkit.engine.rules import expand_beta, expand_gamma, expand_in, expand_out
+from lemonkit.plan.spaces import circular_map, stream_map
 
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("method", ["lemon", "net2net"])
+@pytest.mark.parametrize("method", ["lemon", "equal"])
 def test_consumer_copies_sum_to_the_original(method):
     w = torch.randn(5, 6, dtype=torch.float64)
     m = stream_map(6, 15, fill="zero")  # 2 copies + 3 extras
@@ -25,7 +25,7 @@ def test_lemon_splits_are_unequal_and_net2net_equal():
     w = torch.randn(4, 3, dtype=torch.float64)
     m = circular_map(3, 6)
     lemon = expand_in(w, 1, m, "lemon", _gen())
-    net2net = expand_in(w, 1, m, "net2net", _gen())
+    net2net = expand_in(w, 1, m, "equal", _gen())
     assert (lemon[:, :3] - lemon[:, 3:]).abs().min() > 0
     torch.testing.assert_close(net2net[:, :3], net2net[:, 3:], rtol=0, atol=0)
     torch.testing.assert_close(net2net[:, :3], w / 2)

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from lemonkit.schedule import get_lemon_schedule
+from lemonkit.recipe.schedule import get_lemon_schedule
 
 
 def _lrs(steps, **kwargs):

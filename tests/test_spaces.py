@@ -5,13 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.spaces import (
-    attention_maps,
-    check_layer_map,
-    circular_map,
-    default_layer_map,
-    stream_map,
-)
+from lemonkit.plan.layers import check_layer_map, default_layer_map
+from lemonkit.plan.spaces import attention_maps, circular_map, stream_map
 
 
 def test_stream_map_copies_then_extras():

@@ -66,8 +66,8 @@ def test_seed_changes_splits_but_not_the_function():
 
 def _first_mlp_producer(model):
     """The first layer's weight whose axis writes the MLP space, and that axis."""
-    from lemonkit.architectures import table_for
-    from lemonkit.architectures.base import Out
+    from lemonkit.tables import table_for
+    from lemonkit.tables.format import Out
 
     table = table_for(model.config.model_type)
     params = dict(model.named_parameters())
@@ -85,7 +85,7 @@ def _first_mlp_producer(model):
 def test_every_architecture_breaks_symmetry_with_lemon_only(arch):
     """Replicated MLP units get different gradients with LEMON's splits, identical ones
     with Net2Net's (so they would stay identical for ever)."""
-    from lemonkit.verify import random_inputs
+    from lemonkit.verification.compare import random_inputs
 
     small = build(arch, randomize_norms=False)
     small.config._experts_implementation = "eager"  # MoE kernels refuse float64

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import lemonkit
-from lemonkit.cli import main
-from lemonkit.folder import load_model
+from lemonkit.cli.main import main
+from lemonkit.io.load import load_model
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "nanogpt.py"
 

@@ -9,8 +9,23 @@ Example:
     (96, 4)
 """
 
-from lemonkit.architectures import register, supported_model_types, table_for
-from lemonkit.architectures.base import (
+from lemonkit.engine import expand_state_dict, expand_tensor, iter_expanded
+from lemonkit.errors import (
+    CheckpointError,
+    ImpossibleExpansionError,
+    LemonkitError,
+    UnsupportedModelError,
+)
+from lemonkit.module import expand
+from lemonkit.plan import ExpansionPlan, Options, Targets, make_plan
+from lemonkit.recipe.ki import ki_alpha, ki_loss
+from lemonkit.recipe.schedule import get_lemon_schedule
+from lemonkit.tables import register, supported_model_types, table_for
+from lemonkit.tables.format import (
+    HEADS,
+    HIDDEN,
+    KV_HEADS,
+    MLP,
     ArchTable,
     Beta,
     ConfigFields,
@@ -21,23 +36,12 @@ from lemonkit.architectures.base import (
     layer_norm,
     linear,
 )
-from lemonkit.engine import expand_state_dict, expand_tensor, iter_expanded
-from lemonkit.errors import (
-    CheckpointError,
-    ImpossibleExpansionError,
-    LemonkitError,
-    UnsupportedModelError,
-)
-from lemonkit.ki import ki_alpha, ki_loss
-from lemonkit.model import expand
-from lemonkit.plan import ExpansionPlan, make_plan
-from lemonkit.schedule import get_lemon_schedule
-from lemonkit.verify import VerifyReport, verify
+from lemonkit.verification.compare import VerifyReport, verify
 
 __version__ = "0.1.0"
 
-# lemonkit.trainer imports transformers.Trainer (seconds); loaded on first use only
-_LAZY = {"LemonArguments": "lemonkit.trainer", "LemonTrainer": "lemonkit.trainer"}
+# lemonkit.recipe.trainer imports transformers.Trainer (seconds); loaded on first use only
+_LAZY = {"LemonArguments": "lemonkit.recipe.trainer", "LemonTrainer": "lemonkit.recipe.trainer"}
 
 
 def __getattr__(name: str):
@@ -55,6 +59,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "HEADS",
+    "HIDDEN",
+    "KV_HEADS",
+    "MLP",
+    "Options",
+    "Targets",
     "ArchTable",
     "Beta",
     "ConfigFields",

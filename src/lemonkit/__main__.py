@@ -2,6 +2,6 @@
 
 import sys
 
-from lemonkit.cli import main
+from lemonkit.cli.main import main
 
 sys.exit(main())

@@ -146,7 +146,7 @@ BUILDERS = {
 
 def build(arch: str, seed: int = 0, dtype=torch.float64, randomize_norms: bool = True, **kw):
     """A random model; norm weights and biases randomised so that errors cannot hide."""
-    from lemonkit.model import init_like_from_pretrained
+    from lemonkit.module import init_like_from_pretrained
 
     torch.manual_seed(seed)
     model = init_like_from_pretrained(BUILDERS[arch](**kw).to(dtype).eval())
@@ -162,7 +162,7 @@ def build(arch: str, seed: int = 0, dtype=torch.float64, randomize_norms: bool =
 
 def any_width_is_exact(arch: str) -> bool:
     """False where only multiples of the source width are exact (NOTES.md 6 and 10)."""
-    from lemonkit.architectures import table_for
+    from lemonkit.tables import table_for
 
     return table_for(build(arch).config.model_type).indivisible_lossy is None
 
@@ -174,15 +174,16 @@ def exact_width(arch: str, indivisible: int = 96, divisible: int = 128) -> int:
 
 def mlp_size(model) -> int:
     """The MLP hidden size of a model, read through its architecture table."""
-    from lemonkit.architectures import table_for
-    from lemonkit.plan import source_sizes
+    from lemonkit.plan.layouts import layout_of
+    from lemonkit.tables import table_for
 
-    return source_sizes(model.config, table_for(model.config.model_type))["mlp"]
+    table = table_for(model.config.model_type)
+    return layout_of(table).source(model.config, table).intermediate_size
 
 
 def resnet(dtype=torch.float64, seed: int = 0, **kw):
     """A random bottleneck ResNet with randomised BatchNorm statistics (eval mode)."""
-    from lemonkit.model import init_like_from_pretrained
+    from lemonkit.module import init_like_from_pretrained
 
     torch.manual_seed(seed)
     kw = {"embedding_size": 8, "hidden_sizes": [16, 32], "depths": [2, 2], **kw}

@@ -1,0 +1,126 @@
+"""Human-readable text for ``lemonkit plan`` and ``lemonkit list``, read from the plan's
+decisions and the tables' data (nothing here decides anything).
+
+Example:
+    >>> print(describe_architectures().splitlines()[0])
+    gpt2: GPT2LMHeadModel, GPT2Model
+"""
+
+from __future__ import annotations
+
+from lemonkit.plan import ExpansionPlan
+from lemonkit.plan.decisions import Decision
+from lemonkit.tables.format import ArchTable, Gamma, In, Out
+
+
+def decision_text(plan: ExpansionPlan, d: Decision) -> str:
+    """One line: how a target tensor is made."""
+    if d.op == "zero":
+        return "zeros (new block: residual branch output starts at 0)"
+    if d.op == "identity":
+        return "identity norm (Post-LN depth)"
+    if d.op == "keep":
+        return "unchanged (integer buffer)"
+    text = "; ".join(_axis_text(plan, d, axis, rule) for axis, rule in enumerate(d.axes) if rule)
+    text = text or "unchanged"
+    if not d.saved:
+        text += "; tied to the embedding (not saved)"
+    if d.donor:
+        text += f"; new units from {d.donor} (AKI)"
+    return text
+
+
+def _axis_text(plan: ExpansionPlan, d: Decision, axis: int, rule) -> str:
+    space = rule.space if isinstance(rule.space, str) else "|".join(rule.space)
+    if isinstance(rule, Out):
+        fill = plan.maps[space].fill if isinstance(rule.space, str) else "copy"
+        return f"axis{axis} out:{space} (copy, extras {fill})"
+    if isinstance(rule, In):
+        split = "unequal split" if plan.width_method.split == "lemon" else "equal split"
+        return f"axis{axis} in:{space} ({split}, extras random)"
+    kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
+    if d.norm_scale != 1.0:
+        kind += "/k (tied head)"
+    if d.spec.stream_norm and plan.lossy_reason:
+        kind += " (lossy: stream norm)"
+    return f"norm {kind}"
+
+
+def sizes_text(plan: ExpansionPlan) -> str:
+    """``hidden_size 64->96, num_heads 4->6, ...`` (and head_dim, which is kept)."""
+    src, tgt = plan.source.given(), plan.target.given()
+    parts = [f"{k} {_size(src[k])}->{_size(v)}" for k, v in tgt.items()]
+    if plan.head_dim:
+        parts.append(f"head_dim {plan.head_dim} (kept)")
+    return ", ".join(parts)
+
+
+def _size(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
+    record = plan.to_json()
+    lines = [
+        f"model type {plan.model_type}, method {plan.method}, depth {plan.depth}, seed {plan.seed}",
+        "sizes: " + sizes_text(plan),
+        *(
+            f"layer map{'' if name == 'layers' else ' of ' + name} (target <- source): "
+            f"{list(g.layer_map)}; new blocks at {[i for i, n in enumerate(g.new) if n]}"
+            for name, g in plan.groups.items()
+        ),
+        f"eta = {plan.eta:.6g}, norm eps x {record['norm_eps_scale']:.6g}, "
+        f"stream scale {record['stream_scale']:.6g}",
+    ]
+    if plan.lossy_reason:
+        lines.append(f"LOSSY (allowed): {plan.lossy_reason}")
+    width = max(len(d.name) for d in decisions) if decisions else 10
+    for d in decisions:
+        src = "" if d.source == d.name else f" <- {d.source}"
+        lines.append(f"{d.name:<{width}} {str(list(d.shape)):<16} {decision_text(plan, d)}{src}")
+    return "\n".join(lines)
+
+
+def exactness(table: ArchTable) -> list[str]:
+    """What grows exactly for a table, and the caveats, from the table's data."""
+    if table.stages:
+        return [
+            "stage widths and the stem: exact at any width (channels copied through BatchNorm)",
+            "depth per stage: exact (new blocks copy a block after the first; their last "
+            "BatchNorm is zero)",
+        ]
+    lines = []
+    if table.indivisible_lossy:
+        lines.append(
+            "hidden: exact for multiples of the source; other widths only with "
+            "--allow-lossy (approximate, error reported)"
+        )
+    else:
+        lines.append("hidden: exact at any width (float64 error ~1e-16)")
+    if table.dead_heads:
+        lines.append("heads: grow with the hidden size, group size kept (dead-head layout)")
+    else:
+        kv = ", KV heads (group-aware)" if table.config.kv_heads else ""
+        lines.append(f"heads{kv}, MLP: exact")
+    if any(t.post_ln for t in table.tensors):
+        lines.append("layers: exact up to O(layer_norm_eps) (Post-LN: the affine moves)")
+    else:
+        lines.append("layers: exact (new blocks output zero)")
+    if table.fixed_eps:
+        lines.append("norm eps kept: the stream is scaled by 1/eta instead")
+    return lines
+
+
+def describe_architectures() -> str:
+    """The text of ``lemonkit list`` (the registry as it is now, registered tables too).
+
+    >>> "llama" in describe_architectures()
+    True
+    """
+    from lemonkit import tables
+
+    lines = []
+    for table in tables.TABLES:
+        lines.append(f"{', '.join(table.model_types)}: {', '.join(table.classes)}")
+        lines += [f"    {line}" for line in exactness(table)]
+    return "\n".join(lines)

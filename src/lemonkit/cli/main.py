@@ -1,0 +1,230 @@
+"""``lemonkit`` command line: expand, verify, plan, list.
+
+Every lemonkit error becomes one line on stderr and a non-zero exit (2), never a
+traceback; ``--quiet`` silences progress bars and results.
+
+Example::
+
+    lemonkit expand small/ big/ --hidden-size 768 --num-layers 12
+    lemonkit verify small/ big/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from dataclasses import fields
+
+import torch
+
+from lemonkit.errors import LemonkitError
+from lemonkit.plan.methods import DEPTHS, METHODS, choices_help
+from lemonkit.plan.targets import INT_LIST, OPTION_NAMES, TARGET_NAMES, Options, Targets
+
+EXIT_ERROR = 2
+EXIT_NOT_LOSSLESS = 1
+DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    _quiet_transformers()
+    signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
+    try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        return args.func(args)
+    except LemonkitError as e:
+        print(f"lemonkit: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("lemonkit: interrupted; no output was left behind", file=sys.stderr)
+        return 130
+
+
+def load_plugin(path: str) -> None:
+    """Run a user's file that calls ``lemonkit.register`` (only files named explicitly)."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise LemonkitError(f"plugin {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"lemonkit_plugin_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lemonkit", description="Lossless model expansion (LEMON).")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or results")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="a Python file that registers tables for your own models (lemonkit.register)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("expand", help="expand a Hugging Face folder into a new one")
+    e.add_argument("src")
+    e.add_argument("out")
+    _add_targets(e)
+    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    e.add_argument("--max-shard-size", default="5GB", help="e.g. 500MB, 5GB (default 5GB)")
+    e.add_argument("--dtype", choices=sorted(DTYPES), help="output dtype (default: source's)")
+    e.add_argument(
+        "--precision",
+        choices=["float32", "float64"],
+        help="arithmetic dtype (default: float64 for float64 sources, else float32)",
+    )
+    e.add_argument("--no-verify", action="store_true", help="skip the verification")
+    e.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+    e.set_defaults(func=cmd_expand)
+
+    v = sub.add_parser("verify", help="compare a source and an expanded folder")
+    v.add_argument("src")
+    v.add_argument("out")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    v.add_argument(
+        "--blockwise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare block by block with bounded memory (default: when the two "
+        "checkpoints together exceed 2 GB)",
+    )
+    v.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+    v.set_defaults(func=cmd_verify)
+
+    pl = sub.add_parser("plan", help="dry run: what each tensor becomes, by which rule")
+    pl.add_argument("src")
+    _add_targets(pl)
+    pl.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+    pl.set_defaults(func=cmd_plan)
+
+    ls = sub.add_parser("list", help="supported architectures and what each grows exactly")
+    ls.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def _add_targets(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Targets` field and per :class:`Options` field."""
+    for f in fields(Targets):
+        kind = _int_list if f.metadata["kind"] == INT_LIST else int
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, help=f.metadata["help"])
+    defaults = Options()
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--method", choices=list(METHODS), default=defaults.method, help=choices_help(METHODS)
+    )
+    p.add_argument(
+        "--depth", choices=list(DEPTHS), default=defaults.depth, help=choices_help(DEPTHS)
+    )
+    p.add_argument(
+        "--allow-lossy",
+        action="store_true",
+        help="where exactness is impossible, do the best approximation and report it; "
+        "also allows the lossy baselines (--method aki, --depth stack)",
+    )
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def _growth(args) -> dict:
+    """The parsed flags of every target size and option, by keyword."""
+    return {name: getattr(args, name) for name in TARGET_NAMES + OPTION_NAMES}
+
+
+def cmd_expand(args) -> int:
+    from lemonkit.io.folder import expand_folder
+    from lemonkit.io.writer import parse_size
+
+    try:
+        shard = parse_size(args.max_shard_size)
+    except ValueError as e:
+        raise LemonkitError(str(e)) from e
+    result = expand_folder(
+        args.src,
+        args.out,
+        force=args.force,
+        max_shard_size=shard,
+        dtype=DTYPES.get(args.dtype),
+        compute_dtype=DTYPES.get(args.precision),
+        check=not args.no_verify,
+        progress=not args.quiet,
+        **_growth(args),
+    )
+    _say(args, f"wrote {result.out} ({', '.join(result.files)})")
+    _say(args, _sizes_line(result.plan))
+    if result.report is not None:
+        _say(args, str(result.report))
+        if result.plan.lossy_reason:
+            _say(args, f"  lossy by request (--allow-lossy): {result.plan.lossy_reason}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from lemonkit.verification.folders import verify_folders
+
+    report = verify_folders(
+        args.src, args.out, seed=args.seed, blockwise=args.blockwise, progress=not args.quiet
+    )
+    _say(args, str(report))
+    return 0 if report.ok else EXIT_NOT_LOSSLESS
+
+
+def cmd_plan(args) -> int:
+    from lemonkit.cli.describe import describe_plan
+    from lemonkit.io.folder import plan_folder
+
+    _, plan, layout = plan_folder(args.src, **_growth(args))
+    _say(args, describe_plan(plan, layout))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from lemonkit.cli.describe import describe_architectures
+
+    _say(args, describe_architectures())
+    return 0
+
+
+def _sizes_line(plan) -> str:
+    from lemonkit.cli.describe import sizes_text
+
+    return f"  {sizes_text(plan)}; method {plan.method}, depth {plan.depth}, seed {plan.seed}"
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # lemonkit shows its own
+    except ImportError:  # pragma: no cover
+        pass

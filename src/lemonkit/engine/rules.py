@@ -1,0 +1,243 @@
+"""The paper's algebra on one axis of one tensor (LEMON, appendix B and C).
+
+Every function takes a float64 tensor, the axis, and a :class:`~lemonkit.spaces.SpaceMap`,
+and returns the tensor grown along that axis:
+
+- :func:`expand_out` (producer axis): copies; extra stream units are the average of the
+  source units (LayerNorm stream, B.4.1 row-average) or zero (RMSNorm stream, B.4.2).
+- :func:`expand_in` (consumer axis): the copies of a source unit get weights that sum to
+  the original (B.4.4 column-random); unequal per element with ``split="lemon"``
+  (symmetry breaking, paper 4.1), equal ``1/n`` with ``split="equal"`` (Net2Net). Extra
+  units get free random weights: they only ever multiply zeros.
+- :func:`expand_gamma` / :func:`expand_beta`: a norm over the stream (C.1 with the
+  corrected eta = sqrt(k*Ds/Dt), NOTES.md section 1).
+
+Example:
+    >>> import torch
+    >>> from lemonkit.plan.spaces import stream_map
+    >>> w = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    >>> expand_out(w, 1, stream_map(2, 3, fill="avg")).tolist()
+    [[1.0, 3.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from lemonkit.engine.runs import consecutive_runs
+from lemonkit.plan.spaces import SpaceMap
+
+SPLITS = ("lemon", "equal")  # the consumer-axis rules (a width method's ``split``)
+
+
+def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
+    """Grow a producer axis: gather copies, fill extra units per ``space.fill``."""
+    if space.is_identity:
+        return t
+    src = space.channel_sources()
+    out = gather(t, axis, src)
+    extra = (src < 0).nonzero().flatten()
+    if len(extra):
+        if space.fill == "avg":
+            fill = t.mean(dim=axis, keepdim=True)
+        elif space.fill == "zero":
+            fill = torch.zeros_like(t.narrow(axis, 0, 1))
+        else:
+            raise AssertionError(f"space {space.name} has extras but fill={space.fill}")
+        shape = list(out.shape)
+        shape[axis] = len(extra)
+        out.index_copy_(axis, extra, fill.expand(shape))
+    return out
+
+
+def expand_in(
+    t: torch.Tensor,
+    axis: int,
+    space: SpaceMap,
+    split: str,
+    gen: torch.Generator,
+    storage: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Grow a consumer axis: split each source column over its copies, random extras.
+
+    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-0.7,
+    0.7) per element of the other axes, e.g. per row of a weight, v_j ~ U(-0.7, 0.7) per
+    target channel, so every element's fraction differs and lies in (0.5/c, 1.5/c)).
+    Every copy but the last is rounded onto the grid of the source element's last bit in
+    ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
+    which lies on the same grid: the copies sum to the column exactly once stored, even
+    in bfloat16. ``equal``: every copy is W/c (identical; exact sums when c is a power
+    of 2). Extra columns get N(0, std(W)^2): they only ever multiply zeros.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if space.is_identity:
+        return t
+    out = gather(t, axis, space.channel_sources())
+    runs = split_runs(space)
+    taken = None
+    u_shape = list(t.shape)
+    u_shape[axis] = 1
+    u = None
+    for start, first, n, rank, count in runs:
+        part = out.narrow(axis, start, n)
+        if first < 0:
+            shape = list(t.shape)
+            shape[axis] = n
+            std = float(t.std()) if t.numel() > 1 else 0.0
+            part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
+        elif count == 1:
+            continue
+        elif split == "equal":
+            part.mul_(1.0 / count)
+        elif rank < count - 1:
+            if u is None:
+                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+                taken = torch.zeros_like(t)
+            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            share = (u * v).add_(1.0).div_(count)
+            piece = snap_to_grid(part * share, part, storage or t.dtype)
+            part.copy_(piece)
+            taken.narrow(axis, first, n).add_(piece)
+        else:
+            part.copy_(t.narrow(axis, first, n) - taken.narrow(axis, first, n))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def split_runs(space: SpaceMap) -> list[tuple[int, int, int, int, int]]:
+    """(target start, source start or -1, length, copy rank, copy count) for maximal runs
+    of target channels with consecutive sources and the same rank and count, ordered by
+    rank (so every non-last copy comes before the last one).
+
+    >>> split_runs(SpaceMap("x", 3, 4, (0, 1, 2, -1), fill="zero"))
+    [(0, 0, 3, 0, 1), (3, -1, 1, 0, 1)]
+    """
+    src = space.channel_sources()
+    rank, count = (x.tolist() for x in copy_ranks(src))
+    same = lambda j: rank[j] == rank[j - 1] and count[j] == count[j - 1]  # noqa: E731
+    runs = [
+        (start, first, n, rank[start], count[start])
+        for start, first, n in consecutive_runs(src.tolist(), same=same)
+    ]
+    return sorted(runs, key=lambda r: r[3])
+
+
+def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
+    """``t.index_select(axis, src)`` with zeros for extras (-1), done as a concatenation
+    of contiguous runs: copies are long runs, and this is about twice as fast.
+
+    >>> gather(torch.arange(4), 0, torch.tensor([0, 1, 2, 3, 0, 1, -1])).tolist()
+    [0, 1, 2, 3, 0, 1, 0]
+    """
+    pieces = []
+    for first, n in _runs(tuple(src.tolist())):
+        if first < 0:
+            shape = list(t.shape)
+            shape[axis] = n
+            pieces.append(t.new_zeros(shape))
+        else:
+            pieces.append(t.narrow(axis, first, n))
+    return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()
+
+
+@functools.lru_cache(maxsize=256)
+def _runs(src: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(source start or -1, length) of maximal runs of consecutive sources (or extras)."""
+    return [(first, n) for _, first, n in consecutive_runs(src)]
+
+
+def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each target channel: which copy of its source it is (0, 1, ...) and how many
+    copies its source has. Extras (-1) get rank 0, count 1.
+
+    >>> [r.tolist() for r in copy_ranks(torch.tensor([0, 1, 0, -1]))]
+    [[0, 0, 1, 0], [2, 1, 2, 1]]
+    """
+    valid = src >= 0
+    n_src = int(src.max()) + 1 if valid.any() else 0
+    order = torch.argsort(torch.where(valid, src, n_src), stable=True)
+    sorted_src = torch.where(valid, src, n_src)[order]
+    starts = torch.searchsorted(sorted_src, sorted_src, right=False)
+    rank = torch.empty_like(src)
+    rank[order] = torch.arange(len(src)) - starts
+    counts = torch.bincount(src[valid], minlength=n_src)
+    count = torch.where(valid, counts[src.clamp(min=0)], torch.ones_like(src))
+    return torch.where(valid, rank, torch.zeros_like(src)), count
+
+
+def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``.
+
+    Uses the add-and-subtract rounding trick with c = 1.5 * 2^e * 2^(P - p), where 2^e is
+    the power of two of ``reference``, P and p the significand bits of the compute dtype
+    and of ``dtype``. Exact for |values| < 2^(e+1); zero and subnormal references are left
+    alone.
+
+    >>> snap_to_grid(torch.tensor([0.3]), torch.tensor([1.0]), torch.bfloat16).item()
+    0.296875
+    """
+    bits, mask, int_type = _FLOAT_BITS[values.dtype]
+    shift = bits - min(bits, _significand_bits(dtype))
+    c = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
+    c.clamp_(min=torch.finfo(dtype).smallest_normal)  # subnormals: the dtype's finest grid
+    c.mul_(1.5 * 2.0**shift)
+    return values.add(c).sub_(c)
+
+
+_FLOAT_BITS = {
+    torch.float32: (24, 0x7F800000, torch.int32),
+    torch.float64: (53, 0x7FF0000000000000, torch.int64),
+}
+
+
+def _significand_bits(dtype: torch.dtype) -> int:
+    """Bits of the significand, the implicit one included (8 for bf16, 24 for float32)."""
+    return 1 - round(math.log2(torch.finfo(dtype).eps))
+
+
+def _along(axis: int, ndim: int, values: torch.Tensor) -> torch.Tensor:
+    """``values`` shaped to broadcast along ``axis`` of an ``ndim`` tensor."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.view(shape)
+
+
+def expand_gamma(
+    t: torch.Tensor,
+    space: SpaceMap,
+    *,
+    scale: float,
+    extra_zero: bool,
+    gen: torch.Generator,
+    offset: float = 0.0,
+) -> torch.Tensor:
+    """Norm scale: ``scale * eta * [g, ..., g, zeta]`` (zeta ~ U(-1, 1), paper C.4).
+
+    ``extra_zero`` sets zeta = 0 (used where the extras must stay constant). ``offset``:
+    the norm multiplies by ``offset + weight`` (Gemma: 1 + w); the rule applies to that.
+    """
+    g = t + offset
+    out = expand_out(g, 0, _as_zero_fill(space)) * (space.eta * scale)
+    extra = (space.channel_sources() < 0).nonzero().flatten()
+    if len(extra) and not extra_zero:
+        zeta = torch.rand(len(extra), generator=gen, dtype=t.dtype) * 2 - 1
+        out[extra] = zeta * (space.eta * scale)
+    return out - offset
+
+
+def expand_beta(
+    t: torch.Tensor, space: SpaceMap, *, scale: float, extra_mean: bool
+) -> torch.Tensor:
+    """Norm shift: ``scale * [b, ..., b, 0]``; ``extra_mean`` fills extras with mean(b)."""
+    fill = "avg" if extra_mean else "zero"
+    return expand_out(t, 0, _as_zero_fill(space, fill)) * scale
+
+
+def _as_zero_fill(space: SpaceMap, fill: str = "zero") -> SpaceMap:
+    return SpaceMap(
+        space.name, space.src_units, space.tgt_units, space.sources, fill, space.unit_size
+    )

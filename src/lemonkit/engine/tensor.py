@@ -1,0 +1,250 @@
+"""The engine: state dict in, state dict out, one tensor at a time.
+
+Expanding one tensor needs only that tensor, its :class:`~lemonkit.plan.decisions.Decision`
+and the plan (two configs and the seed); the decision's seed name seeds its random
+choices. So a checkpoint can be expanded shard by shard and the result does not depend
+on the order.
+
+Example:
+    >>> import torch
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> small = GPT2LMHeadModel(GPT2Config(n_embd=32, n_head=2, n_layer=1, vocab_size=50))
+    >>> big_sd, plan = expand_state_dict(small.state_dict(), small.config, hidden_size=48)
+    >>> tuple(big_sd["transformer.h.0.attn.c_attn.weight"].shape)
+    (48, 144)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+
+import torch
+
+from lemonkit.engine.rules import expand_beta, expand_gamma, expand_in, expand_out
+from lemonkit.engine.runs import consecutive_runs
+from lemonkit.plan.decisions import Decision, decide, embedding_ratio
+from lemonkit.plan.planner import ExpansionPlan, make_plan
+from lemonkit.tables.format import Beta, Gamma, In, Out, SpaceRef
+
+CHUNK_ELEMENTS = 1 << 21  # target elements per chunk (8 MB in float32)
+
+
+def expand_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    config,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
+    base_model: bool | None = None,
+    **growth,
+) -> tuple[dict[str, torch.Tensor], ExpansionPlan]:
+    """Expand a whole state dict; ``growth`` are :func:`~lemonkit.plan.make_plan`'s
+    keywords (``hidden_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``,
+    ``intermediate_size``, ``layer_map``, ``seed``, ``method``, ``depth``, ``allow_lossy``).
+
+    Returns the expanded state dict (the source's dtypes unless ``out_dtype``) and the plan.
+    """
+    plan = make_plan(config, base_model=base_model, **growth)
+    expanded = iter_expanded(state_dict, plan, compute_dtype=compute_dtype, out_dtype=out_dtype)
+    return dict(expanded), plan
+
+
+def iter_expanded(
+    state_dict: Mapping[str, torch.Tensor],
+    plan: ExpansionPlan,
+    *,
+    compute_dtype: torch.dtype | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
+    infos = {name: (t.dtype, tuple(t.shape)) for name, t in state_dict.items()}
+    for d in decide(plan, infos, out_dtype=out_dtype):
+        donor = state_dict[d.donor] if d.donor else None
+        yield d.name, expand_tensor(plan, d, state_dict[d.source], donor, compute_dtype)
+
+
+def expand_tensor(
+    plan: ExpansionPlan,
+    decision: Decision,
+    tensor: torch.Tensor,
+    donor: torch.Tensor | None = None,
+    compute_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """One source tensor -> its target tensor (see :func:`iter_expand_tensor`)."""
+    chunks = list(iter_expand_tensor(plan, decision, tensor, donor, compute_dtype))
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
+
+def iter_expand_tensor(
+    plan: ExpansionPlan,
+    decision: Decision,
+    tensor: torch.Tensor,
+    donor: torch.Tensor | None = None,
+    compute_dtype: torch.dtype | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield one source tensor's target in chunks of rows (axis 0), in order.
+
+    ``donor``: the tensor ``decision.donor`` names (``method="aki"``). It is expanded
+    alongside, chunk for chunk, seeded as ``decision.donor_seed``, and gives the new
+    units their entries along every producer axis (bert2BERT-AKI).
+
+    Arithmetic is in ``compute_dtype`` (default: float32 for 16-bit outputs, float64
+    for 32- and 64-bit ones, so split remainders are exact) and each chunk is cast once
+    to the decision's dtype.
+    """
+    d = decision
+    if tuple(tensor.shape) != d.source_shape:
+        raise ValueError(f"{d.source}: shape {tuple(tensor.shape)}, decided {d.source_shape}")
+    if d.op == "keep":  # integer buffers (position ids): nothing grows
+        yield tensor
+        return
+    if d.op == "zero":  # a new block's residual branch output (depth "zero")
+        yield torch.zeros(d.shape, dtype=d.dtype)
+        return
+    if d.op == "identity":  # a norm that must pass its (normalised) input through: (1, 0)
+        fill = torch.ones if isinstance(d.axes[0], Gamma) else torch.zeros
+        yield fill(d.shape, dtype=d.dtype)
+        return
+    compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
+    chunks = _iter_width(plan, d, d.seed_name, tensor, compute)
+    if donor is None:
+        yield from chunks
+        return
+    donor_chunks = _iter_width(plan, d, d.donor_seed, donor, compute)
+    yield from _take_new_units(plan, d, chunks, donor_chunks)
+
+
+def _take_new_units(
+    plan: ExpansionPlan,
+    d: Decision,
+    chunks: Iterator[torch.Tensor],
+    donor_chunks: Iterator[torch.Tensor],
+) -> Iterator[torch.Tensor]:
+    """bert2BERT-AKI: along every producer axis, the new units (later copies and extras,
+    :meth:`~lemonkit.plan.spaces.SpaceMap.new_channels`) take the donor's entries. Chunks
+    are runs of axis-0 rows, the same runs for both tensors (same shape, same plan)."""
+    masks = {a: new_channels(plan, r.space) for a, r in enumerate(d.axes) if isinstance(r, Out)}
+    start = 0
+    for mine, theirs in zip(chunks, donor_chunks, strict=True):
+        n = mine.shape[0]
+        for axis, mask in masks.items():
+            index = (mask[start : start + n] if axis == 0 else mask).nonzero().flatten()
+            if len(index):  # out of place: a chunk may be a view of the source
+                mine = mine.index_copy(axis, index, theirs.index_select(axis, index))
+        start += n
+        yield mine
+
+
+def new_channels(plan: ExpansionPlan, space: SpaceRef) -> torch.Tensor:
+    """New-unit flags per target channel of a (possibly fused) space."""
+    names = (space,) if isinstance(space, str) else space
+    return torch.cat([plan.maps[n].new_channels() for n in names])
+
+
+def _iter_width(
+    plan: ExpansionPlan,
+    d: Decision,
+    seed_name: str,
+    tensor: torch.Tensor,
+    compute: torch.dtype,
+) -> Iterator[torch.Tensor]:
+    """The width expansion of one tensor, in chunks of axis-0 rows.
+
+    Memory stays near one chunk (``CHUNK_ELEMENTS``) beyond the source tensor. Rows are
+    independent: a target row copies a source row (or is an extra stream row: the mean
+    row for an average-filled stream, zeros otherwise) and then gets its own consumer
+    splits, seeded by the seed name and the chunk's first row. The mean row works
+    because any split of it still computes mean(W) x* = mean(W x).
+    """
+    source = tensor.detach().to(d.dtype)  # rounded to the output dtype: splits exact in it
+    if source.dim() < 2 or not (d.axes[0] is None or isinstance(d.axes[0], Out)):
+        gen = _generator(plan.seed, seed_name)
+        yield _expand_block(plan, d, source.to(compute), gen, from_axis=0)
+        return
+    rows, fill = _row_sources(plan, d.axes[0], source.shape[0])
+    per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
+    mean_row = None
+    for start, src, n in consecutive_runs(rows.tolist(), limit=per_chunk):
+        if src >= 0:
+            block = source.narrow(0, src, n).to(compute)
+        elif fill == "avg":
+            if mean_row is None:
+                mean_row = source.to(compute).mean(0, keepdim=True)
+            block = mean_row.expand(n, *mean_row.shape[1:]).clone()
+        else:
+            block = torch.zeros(n, *source.shape[1:], dtype=compute)
+        gen = _generator(plan.seed, f"{seed_name}@{start}")
+        yield _expand_block(plan, d, block, gen, from_axis=1)
+
+
+def _expand_block(
+    plan: ExpansionPlan, d: Decision, t: torch.Tensor, gen: torch.Generator, from_axis: int
+) -> torch.Tensor:
+    """The decision's factors, then consumer axes, producer axes and norms, for the axes
+    from ``from_axis`` on."""
+    if d.stream_scale != 1.0:
+        t = t * d.stream_scale
+    if d.embedding_ratio:
+        t = t * embedding_ratio(plan, d.dtype)
+    split = plan.width_method.split
+    for axis, rule in enumerate(d.axes):
+        if axis >= from_axis and isinstance(rule, In):
+            consumer = lambda t, axis, space: expand_in(t, axis, space, split, gen, d.dtype)  # noqa: E731
+            t = _per_segment(t, axis, rule.space, plan, consumer)
+    for axis, rule in enumerate(d.axes):
+        if axis >= from_axis and isinstance(rule, Out):
+            t = _per_segment(t, axis, rule.space, plan, expand_out)
+    if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):
+        t = _expand_norm(plan, d, t, gen)
+    return t.to(d.dtype).contiguous()
+
+
+def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:
+    """Source row of each target row (-1: extra stream row) and the extras' fill."""
+    if rule is None:
+        return torch.arange(n_rows), "copy"
+    names = (rule.space,) if isinstance(rule.space, str) else rule.space
+    parts, offset, fill = [], 0, "copy"
+    for m in (plan.maps[n] for n in names):
+        src = m.channel_sources()
+        parts.append(torch.where(src >= 0, src + offset, src))
+        offset += m.src_units * m.unit_size
+        fill = m.fill if (src < 0).any() else fill
+    return torch.cat(parts), fill
+
+
+def _expand_norm(
+    plan: ExpansionPlan, d: Decision, t: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    rule = d.axes[0]
+    space = plan.maps[rule.space]
+    if isinstance(rule, Gamma):
+        return expand_gamma(
+            t,
+            space,
+            scale=d.norm_scale,
+            extra_zero=d.spec.stream_norm,
+            gen=gen,
+            offset=plan.table.norm_offset,
+        )
+    return expand_beta(t, space, scale=d.norm_scale, extra_mean=d.spec.stream_norm)
+
+
+def _per_segment(
+    t: torch.Tensor, axis: int, space: SpaceRef, plan: ExpansionPlan, fn
+) -> torch.Tensor:
+    """Apply ``fn(t, axis, map)`` to each segment of a fused axis and concatenate."""
+    names = (space,) if isinstance(space, str) else space
+    maps = [plan.maps[n] for n in names]
+    if len(maps) == 1:
+        return fn(t, axis, maps[0])
+    sizes = [m.src_units * m.unit_size for m in maps]
+    parts = t.split(sizes, dim=axis)
+    return torch.cat([fn(p, axis, m) for p, m in zip(parts, maps, strict=True)], dim=axis)
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))

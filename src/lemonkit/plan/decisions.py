@@ -1,0 +1,270 @@
+"""Each target tensor's decision, made once: where it comes from and how it is made.
+
+:func:`decide` checks a checkpoint's names and shapes against the table and the plan,
+walks the layer groups, and returns one :class:`Decision` per target tensor, in the
+order they are written. The engine executes a decision, the writer lays out the saved
+ones, and ``lemonkit plan`` prints them: none of them works a decision out again.
+
+Example:
+    >>> import torch
+    >>> from transformers import GPT2Config
+    >>> from lemonkit.plan import make_plan
+    >>> plan = make_plan(GPT2Config(n_embd=64, n_head=4, n_layer=1), num_layers=2)
+    >>> name = "transformer.h.0.mlp.c_proj.weight"
+    >>> d = decide(plan, {name: (torch.float32, (256, 64))}, check=False)[1]
+    >>> d.name, d.source, d.op, d.shape
+    ('transformer.h.1.mlp.c_proj.weight', 'transformer.h.0.mlp.c_proj.weight', 'zero', (256, 64))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+
+from lemonkit.errors import CheckpointError
+from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
+from lemonkit.plan.planner import ExpansionPlan
+from lemonkit.plan.spaces import HIDDEN
+from lemonkit.tables.format import AxisRule, Beta, Gamma, Out, Tensor
+
+Op = Literal["expand", "zero", "identity", "keep"]
+TensorInfo = tuple[torch.dtype, tuple[int, ...]]  # a source tensor's dtype and shape
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One target tensor.
+
+    ``op``: ``"expand"`` (the width rules of its axes), ``"zero"`` (a new block's
+    residual-branch output, depth rule ``zero``), ``"identity"`` (a norm that passes its
+    normalised input through: Post-LN depth, NOTES.md 6) or ``"keep"`` (an integer
+    buffer). ``axes``: the rule of each axis (a tied head has its embedding's).
+    ``seed_name``: the name its random choices are seeded by (a tied head: the
+    embedding's, so both come out equal). ``saved``: False for a tied head, which
+    ``transformers`` does not save. ``donor``: bert2BERT-AKI's next-layer tensor whose
+    expansion (seeded as ``donor_seed``) gives the new units their rows. The factors,
+    applied in this order: ``stream_scale`` (1/eta on what writes the stream of a
+    fixed-eps model), ``embedding_ratio`` (Gemma's sqrt(hidden) compensation), and
+    ``norm_scale`` (a norm feeding a tied head: 1/k, NOTES.md 2).
+    """
+
+    name: str
+    source: str
+    spec: Tensor
+    op: Op
+    axes: tuple[AxisRule, ...]
+    seed_name: str
+    dtype: torch.dtype
+    source_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+    is_new: bool = False
+    saved: bool = True
+    donor: str | None = None
+    donor_seed: str | None = None
+    stream_scale: float = 1.0
+    embedding_ratio: bool = False
+    norm_scale: float = 1.0
+
+    @property
+    def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
+        """(name, dtype, shape): the writer's layout entry."""
+        return self.name, self.dtype, self.shape
+
+
+def decide(
+    plan: ExpansionPlan,
+    tensors: Mapping[str, TensorInfo],
+    *,
+    out_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> list[Decision]:
+    """Every target tensor's decision: non-layer tensors first, then each group's layers
+    in target order. ``tensors``: each source tensor's dtype and shape (a checkpoint
+    header or a state dict). ``out_dtype`` applies to floating-point tensors (default:
+    each source's). ``check``: refuse unknown, misplaced or missing tensors first."""
+    names = list(tensors)
+    if check:
+        check_names(plan, names)
+    present = set(names)
+    per_layer: dict[tuple[str | None, int], list[tuple[str, Tensor]]] = {}
+    walk: list[tuple[str, str, Tensor, bool, int | None]] = []  # target, source, spec, new, t
+    for name in names:
+        spec, layer = match_or_raise(plan.table, name)
+        if layer is None:
+            walk.append((name, name, spec, False, None))
+        else:
+            per_layer.setdefault((spec.group, layer), []).append((name, spec))
+    for group in plan.groups.values():
+        key = None if group.name == "layers" else group.name
+        for t, s in enumerate(group.layer_map):
+            for name, spec in per_layer.get((key, s), []):
+                walk.append((spec.with_layer(name, t), name, spec, group.new[t], t))
+    return [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
+
+
+def _decision(
+    plan: ExpansionPlan,
+    tensors: Mapping[str, TensorInfo],
+    present: set[str],
+    out_dtype: torch.dtype | None,
+    name: str,
+    source: str,
+    spec: Tensor,
+    is_new: bool,
+    t: int | None,
+) -> Decision:
+    dtype, shape = tensors[source]
+    axes = _effective_axes(plan, spec)
+    _check_shape(plan, axes, source, shape)
+    floating = dtype.is_floating_point
+    d = Decision(
+        name=name,
+        source=source,
+        spec=spec,
+        op="expand" if floating else "keep",
+        axes=axes,
+        seed_name=_seed_name(plan, spec, name),
+        dtype=(out_dtype or dtype) if floating else dtype,
+        source_shape=tuple(shape),
+        shape=tuple(
+            dim if rule is None else space_size(plan.maps, rule.space, "tgt")
+            for dim, rule in zip(shape, axes, strict=True)
+        ),
+        is_new=is_new,
+        saved=not _is_tied_head(plan, spec),
+    )
+    if not floating:
+        return d
+    if is_new and spec.branch_out and plan.depth_rule.zero_branch:
+        return replace(d, op="zero")
+    if t is not None and plan.depth_rule.zero_branch:  # stacked blocks keep every norm
+        d = _post_ln(plan, d, t)
+        if d.op == "identity":
+            return d
+    d = _aki_donor(plan, d, t, tensors, present)
+    return replace(
+        d,
+        stream_scale=plan.stream_scale if _writes_stream(plan, axes) else 1.0,
+        embedding_ratio=bool(plan.table.embed_scale_sqrt_hidden) and _is_embedding(plan, spec),
+        norm_scale=_norm_scale(plan, spec, axes, d.dtype),
+    )
+
+
+def _effective_axes(plan: ExpansionPlan, spec: Tensor) -> tuple[AxisRule, ...]:
+    """A tied head is expanded exactly like the embedding it shares weights with."""
+    if _is_tied_head(plan, spec):
+        return match_or_raise(plan.table, plan.table.tie_embeddings[1])[0].axes
+    return spec.axes
+
+
+def _is_tied_head(plan: ExpansionPlan, spec: Tensor) -> bool:
+    tie = plan.table.tie_embeddings
+    return bool(plan.tied and tie and spec.name == tie[0])
+
+
+def _seed_name(plan: ExpansionPlan, spec: Tensor, name: str) -> str:
+    return plan.table.tie_embeddings[1] if _is_tied_head(plan, spec) else name
+
+
+def _check_shape(plan: ExpansionPlan, axes, name: str, shape: tuple[int, ...]) -> None:
+    """A source tensor's shape must match what the source config says."""
+    expected = source_axes_sizes(plan, axes)
+    ok = len(expected) == len(shape) and all(
+        e is None or e == s for e, s in zip(expected, shape, strict=False)
+    )
+    if not ok:
+        raise CheckpointError(
+            f"tensor {name} has shape {tuple(shape)}, which does not match the config "
+            f"(expected {['*' if e is None else e for e in expected]})"
+        )
+
+
+def _writes_stream(plan: ExpansionPlan, axes) -> bool:
+    for rule in axes:
+        if isinstance(rule, Out):
+            names = (rule.space,) if isinstance(rule.space, str) else rule.space
+            if any(plan.maps[n].name == HIDDEN for n in names):
+                return True
+    return False
+
+
+def _is_embedding(plan: ExpansionPlan, spec: Tensor) -> bool:
+    """The input embedding that the model scales, or a head tied to it."""
+    return spec.name == plan.table.embed_scale_sqrt_hidden or _is_tied_head(plan, spec)
+
+
+def embedding_ratio(plan: ExpansionPlan, dtype: torch.dtype) -> float:
+    """c = s(Ds) / s(Dt) with s(D) = sqrt(D) rounded to the weight dtype, as
+    ``from_pretrained`` initialises Gemma's ``embed_scale``, so E* s(Dt) = [E..., 0] s(Ds)."""
+
+    def s(d: int) -> float:
+        return float(torch.tensor(d**0.5, dtype=dtype))
+
+    return s(plan.source.hidden_size) / s(plan.target.hidden_size)
+
+
+def _norm_scale(plan: ExpansionPlan, spec: Tensor, axes, dtype: torch.dtype) -> float:
+    """A norm feeding a tied head that reads the stream: 1/(k x stream scale), and the
+    embedding ratio undone (the head reads with the grown embedding: k copies)."""
+    if not (isinstance(axes[0], Gamma | Beta) and spec.tied_head_norm and plan.tied):
+        return 1.0
+    if not _head_reads_stream(plan):
+        return 1.0
+    space = plan.maps[axes[0].space]
+    scale = 1.0 / (space.copies * plan.stream_scale)
+    if plan.table.embed_scale_sqrt_hidden:
+        scale /= embedding_ratio(plan, dtype)
+    return scale
+
+
+def _head_reads_stream(plan: ExpansionPlan) -> bool:
+    """Whether the tied embedding lives in the stream (not in a kept projection space)."""
+    embedding = match_or_raise(plan.table, plan.table.tie_embeddings[1])[0]
+    return _writes_stream(plan, embedding.axes)
+
+
+def _aki_donor(
+    plan: ExpansionPlan,
+    d: Decision,
+    t: int | None,
+    tensors: Mapping[str, TensorInfo],
+    present: set[str],
+) -> Decision:
+    """bert2BERT-AKI: a layer tensor with a producer axis takes its new units' rows from
+    the same tensor of the next source layer (expanded as that layer's first copy is);
+    the top source layer keeps its own."""
+    if t is None or not plan.width_method.donor or not any(isinstance(r, Out) for r in d.axes):
+        return d
+    group = plan.group_of(d.spec.group)
+    s = group.layer_map[t]
+    if s + 1 not in group.layer_map:
+        return d
+    donor = d.spec.with_layer(d.source, s + 1)
+    if donor not in present:  # an optional tensor the next layer lacks
+        return d
+    if tuple(tensors[donor][1]) != d.source_shape:
+        raise CheckpointError(
+            f"tensor {d.name}: the next layer's {donor} has shape {tuple(tensors[donor][1])}, "
+            f"not {d.source_shape} (method aki needs equal layers)"
+        )
+    donor_seed = d.spec.with_layer(d.name, group.layer_map.index(s + 1))
+    return replace(d, donor=donor, donor_seed=donor_seed)
+
+
+def _post_ln(plan: ExpansionPlan, d: Decision, t: int) -> Decision:
+    """Post-LN depth by moving the affine (NOTES.md 6): the output norm of a block that a
+    new block follows becomes the identity; the last new block of a run takes the output
+    norm of the original block that starts the run; new blocks' inner norms are identity."""
+    kind = d.spec.post_ln
+    if kind == "inner":
+        return replace(d, op="identity") if d.is_new else d
+    if kind != "out":
+        return d
+    group = plan.group_of(d.spec.group)
+    if t + 1 < len(group.layer_map) and group.new[t + 1]:
+        return replace(d, op="identity")
+    start = group.run_start(t)
+    return replace(d, source=d.spec.with_layer(d.source, group.layer_map[start]))

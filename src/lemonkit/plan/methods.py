@@ -1,0 +1,152 @@
+"""The growth operators, as tables: width methods and depth rules.
+
+Every layer consults these rows and nothing else: the planner (lossy reasons, default
+layer maps, what staged CNNs allow), the per-tensor decisions (zeroed branches, AKI
+donors), the engine (the split rule of consumer axes), the CLI (choices and help) and
+the provenance (notes). Adding an operator is adding a row here and, if it needs new
+arithmetic, a rule in :mod:`lemonkit.engine.rules`.
+
+Example:
+    >>> METHODS["net2net"].split, DEPTHS["stack"].zero_branch
+    ('equal', False)
+    >>> lossy_reason(width("aki"), depth_rule("zero"))[:30]
+    'method aki (bert2BERT-AKI) giv'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.plan.layers import default_layer_map, stack_layer_map
+
+
+@dataclass(frozen=True)
+class WidthMethod:
+    """How replicated units share their fan-out, and where new units' fan-in comes from.
+
+    ``split``: the consumer-axis rule of :func:`lemonkit.engine.rules.expand_in`
+    (``"lemon"``: unequal per-element fractions; ``"equal"``: 1/n). ``donor``: the new
+    units' rows come from the same tensor of the next source layer (bert2BERT-AKI).
+    """
+
+    name: str
+    split: str
+    donor: bool
+    lossy_reason: str | None
+    summary: str  # a few words, for the CLI's help
+    note: str  # one sentence, for the provenance record
+    staged: bool = True  # defined for staged CNNs
+
+
+@dataclass(frozen=True)
+class DepthRule:
+    """How new blocks start: ``zero_branch`` zeroes their residual branch's last linear
+    (exact; Post-LN tables also move the output norm's affine), ``layer_map`` places them
+    when no explicit map is given."""
+
+    name: str
+    zero_branch: bool
+    layer_map: Callable[[int, int], list[int]]
+    lossy_reason: str | None
+    summary: str
+    note: str
+    staged: bool = True
+
+
+METHODS: dict[str, WidthMethod] = {
+    m.name: m
+    for m in (
+        WidthMethod(
+            "lemon",
+            split="lemon",
+            donor=False,
+            lossy_reason=None,
+            summary="unequal splits, default",
+            note=(
+                "unequal per-element fan-out splits, weights U(0.5, 1.5) normalised per copy "
+                "group (LEMON 4.1); free columns N(0, std(W)^2); extra norm scales U(-1, 1) "
+                "(C.4); new blocks: copies of their source block with fresh splits"
+            ),
+        ),
+        WidthMethod(
+            "net2net",
+            split="equal",
+            donor=False,
+            lossy_reason=None,
+            summary="equal splits",
+            note="equal 1/n fan-out splits (Net2Net / bert2BERT-FPI): replicas stay identical",
+        ),
+        WidthMethod(
+            "aki",
+            split="equal",
+            donor=True,
+            lossy_reason=(
+                "method aki (bert2BERT-AKI) gives new units the next layer's fan-in, which "
+                "changes the function"
+            ),
+            summary="bert2BERT-AKI baseline, lossy: needs --allow-lossy",
+            note=(
+                "bert2BERT-AKI: equal 1/n fan-out splits (FPI), then the new units' fan-in "
+                "(their rows in each layer's tensors) copied from the FPI expansion of the next "
+                "source layer (the top layer keeps its own): not lossless"
+            ),
+            staged=False,
+        ),
+    )
+}
+
+DEPTHS: dict[str, DepthRule] = {
+    d.name: d
+    for d in (
+        DepthRule(
+            "zero",
+            zero_branch=True,
+            layer_map=default_layer_map,
+            lossy_reason=None,
+            summary="new blocks' branch output zeroed, lossless, default",
+            note="new blocks copy their source block with the residual branch's last linear zeroed",
+        ),
+        DepthRule(
+            "stack",
+            zero_branch=False,
+            layer_map=stack_layer_map,
+            lossy_reason=(
+                "depth stack (StackBERT) keeps new blocks' residual branches, which changes "
+                "the function"
+            ),
+            summary="StackBERT baseline: the stack repeated, nothing zeroed, lossy: needs "
+            "--allow-lossy",
+            note=(
+                "StackBERT: new blocks are copies of their source block (default map: the whole "
+                "stack repeated on top), residual branches kept: not lossless"
+            ),
+            staged=False,
+        ),
+    )
+}
+
+
+def width(name: str) -> WidthMethod:
+    """The row of a width method; an unknown name is refused with the valid ones."""
+    if name not in METHODS:
+        raise ImpossibleExpansionError(f"method must be one of {tuple(METHODS)}, got {name!r}")
+    return METHODS[name]
+
+
+def depth_rule(name: str) -> DepthRule:
+    """The row of a depth rule; an unknown name is refused with the valid ones."""
+    if name not in DEPTHS:
+        raise ImpossibleExpansionError(f"depth must be one of {tuple(DEPTHS)}, got {name!r}")
+    return DEPTHS[name]
+
+
+def lossy_reason(method: WidthMethod, depth: DepthRule) -> str | None:
+    """Why a choice of operators is not lossless, or None."""
+    return "; ".join(r for r in (method.lossy_reason, depth.lossy_reason) if r) or None
+
+
+def choices_help(rows: dict) -> str:
+    """``"lemon (unequal splits, default), net2net (...)"``: the CLI's help for a table."""
+    return ", ".join(f"{name} ({row.summary})" for name, row in rows.items())

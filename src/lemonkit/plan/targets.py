@@ -1,0 +1,82 @@
+"""What a user asks for: the target sizes (:class:`Targets`) and how to grow (:class:`Options`).
+
+Both are frozen values, defined once here and read by every shell: the Python API
+(``lemonkit.expand(model, hidden_size=96)``), the CLI (one flag per field, generated from
+these fields), the planner and the provenance record. A size left at ``None`` keeps the
+source's value.
+
+Example:
+    >>> targets, options = split_growth({"hidden_size": 96, "layer_map": [0, 0, 1], "seed": 3})
+    >>> targets.hidden_size, targets.layer_map, options.seed, options.method
+    (96, (0, 0, 1), 3, 'lemon')
+    >>> targets.given()
+    {'hidden_size': 96, 'layer_map': (0, 0, 1)}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+INT = "int"
+INT_LIST = "int list"
+
+
+def _size(help: str, kind: str = INT) -> Any:
+    return field(default=None, metadata={"help": help, "kind": kind})
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Target sizes, by their ``lemonkit.expand`` keyword (CLI: ``--hidden-size`` ...)."""
+
+    hidden_size: int | None = _size("width of the residual stream")
+    num_layers: int | None = _size("number of blocks")
+    num_heads: int | None = _size("attention heads (default: follow the width, head_dim kept)")
+    num_kv_heads: int | None = _size("key/value heads (default: keep the query heads per KV head)")
+    intermediate_size: int | None = _size("MLP hidden size")
+    layer_map: tuple[int, ...] | None = _size(
+        "source layer of each target layer, e.g. 0,0,1,1 (repeats are new blocks)", INT_LIST
+    )
+    hidden_sizes: tuple[int, ...] | None = _size("staged CNNs: per-stage widths", INT_LIST)
+    depths: tuple[int, ...] | None = _size("staged CNNs: per-stage block counts", INT_LIST)
+    embedding_size: int | None = _size("staged CNNs: the stem's width")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["kind"] == INT_LIST and value is not None:
+                object.__setattr__(self, f.name, tuple(int(v) for v in value))
+
+    def given(self) -> dict[str, Any]:
+        """The sizes that are set, by name."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to grow: the seed of every random choice, the width method, the depth rule
+    (rows of :mod:`lemonkit.plan.methods`), and whether a lossy result may be written."""
+
+    seed: int = 0
+    method: str = "lemon"
+    depth: str = "zero"
+    allow_lossy: bool = False
+
+
+TARGET_NAMES = tuple(f.name for f in fields(Targets))
+OPTION_NAMES = tuple(f.name for f in fields(Options))
+
+
+def split_growth(kwargs: dict[str, Any]) -> tuple[Targets, Options]:
+    """Keyword arguments of the API shells -> (``Targets``, ``Options``); an unknown
+    keyword raises ``TypeError`` naming the valid ones."""
+    unknown = sorted(set(kwargs) - set(TARGET_NAMES) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"unknown argument {unknown[0]!r}; expected one of "
+            + ", ".join(TARGET_NAMES + OPTION_NAMES)
+        )
+    targets = Targets(**{k: v for k, v in kwargs.items() if k in TARGET_NAMES})
+    options = Options(**{k: v for k, v in kwargs.items() if k in OPTION_NAMES and v is not None})
+    return targets, options

@@ -1,0 +1,248 @@
+"""The architecture table format: per-model-type knowledge as data.
+
+An :class:`ArchTable` lists every tensor of a model type and, for each axis, the *space*
+it lives in and its *role*:
+
+- ``Out(space)``: the axis *writes* units of the space (rows of a linear layer, a bias,
+  embedding columns). Copies are gathered; extra stream units get the space's fill.
+- ``In(space)``: the axis *reads* units of the space (columns of a linear layer). The
+  copies of a source unit get fan-out weights that sum to the original (the symmetry
+  breaking split); extra units get free random weights (they only ever see zeros).
+- ``Gamma(space)`` / ``Beta(space)``: a norm's scale / shift over the stream.
+- ``None``: the axis does not grow (vocabulary, positions, classes, kernel size...).
+
+A fused axis (GPT-2's ``c_attn`` is [q; k; v]) is ``Out((HEADS, KV_HEADS, KV_HEADS))``:
+consecutive segments, one per space.
+
+Example (one LLaMA tensor)::
+
+    Tensor("model.layers.{i}.self_attn.o_proj.weight", (Out(HIDDEN), In(HEADS)),
+           branch_out=True)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+SpaceRef = str | tuple[str, ...]
+
+# the spaces of a Transformer (a table may name others: a CNN's stages, OPT's projection)
+HIDDEN = "hidden"  # residual stream
+HEADS = "heads"  # query heads (unit: head_dim channels)
+KV_HEADS = "kv_heads"  # key/value heads (unit: head_dim channels)
+MLP = "mlp"  # MLP hidden layer
+HEADS_QKV = "heads_qkv"  # fused per-head [q_h; k_h; v_h] rows (unit: 3 x head_dim)
+
+
+@dataclass(frozen=True)
+class Out:
+    """Axis that writes units of ``space`` (producer)."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class In:
+    """Axis that reads units of ``space`` (consumer)."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class Gamma:
+    """Norm scale over ``space``."""
+
+    space: SpaceRef
+
+
+@dataclass(frozen=True)
+class Beta:
+    """Norm shift over ``space``."""
+
+    space: SpaceRef
+
+
+AxisRule = Out | In | Gamma | Beta | None
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor of the model, named with ``{i}`` for the layer index.
+
+    ``branch_out``: last linear of a residual branch; zeroed in new depth blocks.
+    ``tied_head_norm``: the norm feeding a head tied to the input embedding; scaled by
+    1/k (NOTES.md section 2) when the head is tied.
+    ``stream_norm``: a norm whose *output* is the residual stream (an embedding
+    LayerNorm): its extra outputs cannot equal the stream's average (NOTES.md section 10).
+    ``optional``: may be absent from a checkpoint (a tied head that is not saved).
+    ``post_ln``: Post-LN depth by "moving the affine" (NOTES.md 6): ``"inner"`` marks a
+    block's norm after attention (identity in new blocks), ``"out"`` its output norm
+    (identity when a new block follows; a new block ending a run of new blocks takes the
+    output norm of the original block before it).
+    """
+
+    name: str
+    axes: tuple[AxisRule, ...]
+    branch_out: bool = False
+    tied_head_norm: bool = False
+    stream_norm: bool = False
+    optional: bool = False
+    post_ln: str | None = None
+    group: str | None = None  # a layer group with its own layer map (a CNN stage; default
+    # "layers", the Transformer's blocks)
+
+    @property
+    def per_layer(self) -> bool:
+        return "{i}" in self.name
+
+    def regex(self) -> re.Pattern:
+        """``{i}`` captures the layer index; ``{e}`` matches any index (experts)."""
+        pattern = re.escape(self.name).replace(r"\{i\}", r"(\d+)").replace(r"\{e\}", r"\d+")
+        return re.compile("^" + pattern + "$")
+
+    def with_layer(self, name: str, layer: int) -> str:
+        """``name`` (a concrete name of this entry) with its layer index replaced."""
+        m = self.regex().match(name)
+        return name[: m.start(1)] + str(layer) + name[m.end(1) :]
+
+
+@dataclass(frozen=True)
+class ConfigFields:
+    """Names of the config attributes that carry each size (None: not in this config)."""
+
+    hidden: str
+    layers: str
+    heads: str
+    mlp: str
+    norm_eps: tuple[str, ...]
+    kv_heads: str | None = None
+    head_dim: str | None = None  # explicit head_dim attribute, if the config has one
+    mlp_default_mult: int | None = None  # mlp field None means this many x hidden (GPT-2)
+    per_layer: tuple[str, ...] = ("layer_types",)  # config lists with one entry per layer
+
+
+@dataclass(frozen=True)
+class StageFields:
+    """A staged CNN's config names: per-stage widths and depths, the stem width, and the
+    bottleneck reduction (space names: ``stem``, ``stage{s}``, ``stage{s}_mid``)."""
+
+    embedding: str = "embedding_size"
+    widths: str = "hidden_sizes"
+    depths: str = "depths"
+    reduction: int = 4
+
+
+# the field names most transformers configs use
+STANDARD_FIELDS = ConfigFields(
+    hidden="hidden_size",
+    layers="num_hidden_layers",
+    heads="num_attention_heads",
+    mlp="intermediate_size",
+    norm_eps=("layer_norm_eps",),
+)
+
+
+@dataclass(frozen=True)
+class ArchTable:
+    """Everything lemonkit knows about one model type. See the module docstring."""
+
+    model_types: tuple[str, ...]
+    classes: tuple[str, ...]  # transformers classes this table describes
+    config: ConfigFields | None  # a Transformer's size fields (None: a staged CNN, ``stages``)
+    norm: str  # "layernorm" (avg-filled stream) or "rmsnorm" (zero-filled stream)
+    tensors: tuple[Tensor, ...]
+    task: str  # "causal_lm", "masked_lm", "image_classification" or "base" (no head)
+    base_prefix: str = ""  # prefix of the base model's tensors in the head model
+    base_classes: tuple[str, ...] = ()  # classes whose checkpoints lack base_prefix
+    tie_embeddings: tuple[str, str] | None = None  # (head, embedding) when they can be tied
+    indivisible_lossy: str | None = None  # why indivisible widths cannot be exact
+    inputs: str = "tokens"  # what verify feeds the model: "tokens" or "pixels"
+    # True where a norm eps cannot follow eta^2 (shared with per-head q/k norms, or fixed in
+    # the library): the stream is scaled by 1/eta instead, and eps stays
+    fixed_eps: bool = False
+    # (space, config field): the space is the stream when the field equals the hidden size
+    # (or is None), else a kept space of that size (OPT's word_embed_proj_dim)
+    maybe_stream: tuple[tuple[str, str], ...] = ()
+    norm_offset: float = 0.0  # norms multiply by (offset + weight): Gemma's (1 + w)
+    dead_heads: bool = False  # q/k norms over all heads: whole copies + dead heads (OLMo2)
+    # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
+    # embedding tensor, or None
+    embed_scale_sqrt_hidden: str | None = None
+    stages: StageFields | None = None  # a staged CNN (ResNet) instead of one stream
+    # user-declared models (lemonkit.register): built as model_class(config_class(**json))
+    model_class: type | None = None
+    config_class: type | None = None
+    # (config field, required value, why): configurations the table does not describe
+    requires: tuple[tuple[str, object, str], ...] = ()
+    vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
+    # (name on disk, name in the table) where checkpoints use other names than the modules
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    def base_model(self) -> ArchTable:
+        """The table of the headless model: prefix stripped, head tensors dropped."""
+        p = self.base_prefix
+        strip = lambda names: tuple(n[len(p) :] for n in names if n.startswith(p))  # noqa: E731
+        return replace(
+            self,
+            tensors=tuple(
+                replace(t, name=t.name[len(p) :]) for t in self.tensors if t.name.startswith(p)
+            ),
+            aliases=tuple(
+                zip(
+                    strip(a for a, _ in self.aliases),
+                    strip(c for _, c in self.aliases),
+                    strict=True,
+                )
+            ),
+            vocab=strip(self.vocab),
+            tie_embeddings=None,
+            embed_scale_sqrt_hidden=next(iter(strip([self.embed_scale_sqrt_hidden or ""])), None),
+            task="base",
+        )
+
+    @property
+    def stream_fill(self) -> str:
+        return "avg" if self.norm == "layernorm" else "zero"
+
+    def match(self, name: str) -> tuple[Tensor, int | None] | None:
+        """The table entry for a concrete tensor name and its layer index, or None.
+
+        A name matching an alias gets the aliased entry renamed to the alias, so that
+        target names keep the checkpoint's naming.
+        """
+        for spec in self.tensors:
+            m = spec.regex().match(name)
+            if m:
+                return spec, (int(m.group(1)) if spec.per_layer else None)
+        for alias, canonical in self.aliases:
+            aliased = replace(self.spec(canonical), name=alias)
+            m = aliased.regex().match(name)
+            if m:
+                return aliased, (int(m.group(1)) if aliased.per_layer else None)
+        return None
+
+    def spec(self, name: str) -> Tensor:
+        return next(t for t in self.tensors if t.name == name)
+
+    def names_for(self, spec: Tensor) -> list[str]:
+        """The table name of an entry and its aliases (checkpoints may use either)."""
+        return [spec.name] + [a for a, c in self.aliases if c == spec.name]
+
+
+def linear(prefix: str, out: SpaceRef, inp: SpaceRef, **flags) -> tuple[Tensor, Tensor]:
+    """``prefix.weight`` [out, in] and ``prefix.bias`` [out] of an ``nn.Linear``."""
+    return (
+        Tensor(prefix + ".weight", (Out(out), In(inp)), **flags),
+        Tensor(prefix + ".bias", (Out(out),), **flags),
+    )
+
+
+def layer_norm(prefix: str, space: SpaceRef | None = "hidden", **flags) -> tuple[Tensor, Tensor]:
+    """``prefix.weight`` and ``prefix.bias`` of an ``nn.LayerNorm`` over ``space``
+    (``None``: over an axis that does not grow, such as a per-head norm)."""
+    rules = (Gamma(space), Beta(space)) if space else (None, None)
+    return (
+        Tensor(prefix + ".weight", (rules[0],), **flags),
+        Tensor(prefix + ".bias", (rules[1],), **flags),
+    )

@@ -1,0 +1,151 @@
+"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases), Qwen3 (per-head q/k norms).
+RMSNorm, SwiGLU, RoPE, GQA."""
+
+from dataclasses import replace
+
+from lemonkit.tables.format import (
+    HEADS,
+    HIDDEN,
+    KV_HEADS,
+    MLP,
+    ArchTable,
+    ConfigFields,
+    Gamma,
+    In,
+    Out,
+    Tensor,
+)
+
+_L = "model.layers.{i}."
+_A = _L + "self_attn."
+
+LLAMA = ArchTable(
+    model_types=("llama", "mistral", "qwen2"),
+    classes=(
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen2ForCausalLM",
+        "LlamaModel",
+        "MistralModel",
+        "Qwen2Model",
+    ),
+    config=ConfigFields(
+        hidden="hidden_size",
+        layers="num_hidden_layers",
+        heads="num_attention_heads",
+        kv_heads="num_key_value_heads",
+        mlp="intermediate_size",
+        head_dim="head_dim",
+        norm_eps=("rms_norm_eps",),
+    ),
+    base_prefix="model.",
+    base_classes=("LlamaModel", "MistralModel", "Qwen2Model"),
+    norm="rmsnorm",
+    task="causal_lm",
+    tie_embeddings=("lm_head.weight", "model.embed_tokens.weight"),
+    vocab=("model.embed_tokens.weight", "lm_head.weight"),
+    tensors=(
+        Tensor("model.embed_tokens.weight", (None, Out(HIDDEN))),  # [vocab, D]
+        Tensor(_L + "input_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_A + "q_proj.weight", (Out(HEADS), In(HIDDEN))),  # [H*d, D]
+        Tensor(_A + "q_proj.bias", (Out(HEADS),), optional=True),
+        Tensor(_A + "k_proj.weight", (Out(KV_HEADS), In(HIDDEN))),  # [KV*d, D]
+        Tensor(_A + "k_proj.bias", (Out(KV_HEADS),), optional=True),
+        Tensor(_A + "v_proj.weight", (Out(KV_HEADS), In(HIDDEN))),
+        Tensor(_A + "v_proj.bias", (Out(KV_HEADS),), optional=True),
+        Tensor(_A + "o_proj.weight", (Out(HIDDEN), In(HEADS)), branch_out=True),
+        Tensor(_A + "o_proj.bias", (Out(HIDDEN),), branch_out=True, optional=True),
+        Tensor(_L + "post_attention_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_L + "mlp.gate_proj.weight", (Out(MLP), In(HIDDEN))),  # [F, D]
+        Tensor(_L + "mlp.gate_proj.bias", (Out(MLP),), optional=True),
+        Tensor(_L + "mlp.up_proj.weight", (Out(MLP), In(HIDDEN))),
+        Tensor(_L + "mlp.up_proj.bias", (Out(MLP),), optional=True),
+        Tensor(_L + "mlp.down_proj.weight", (Out(HIDDEN), In(MLP)), branch_out=True),
+        Tensor(_L + "mlp.down_proj.bias", (Out(HIDDEN),), branch_out=True, optional=True),
+        Tensor("model.norm.weight", (Gamma(HIDDEN),), tied_head_norm=True),
+        Tensor("lm_head.weight", (None, In(HIDDEN)), optional=True),  # [vocab, D]
+    ),
+)
+
+QWEN3 = replace(
+    LLAMA,
+    model_types=("qwen3",),
+    classes=("Qwen3ForCausalLM", "Qwen3Model"),
+    base_classes=("Qwen3Model",),
+    tensors=(
+        *LLAMA.tensors,
+        Tensor(_A + "q_norm.weight", (None,)),  # per head, over head_dim: kept as is
+        Tensor(_A + "k_norm.weight", (None,)),
+    ),
+    # rms_norm_eps serves the stream norms and the per-head q/k norms alike
+    fixed_eps=True,
+)
+
+_MLP_TENSORS = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+_M = _L + "block_sparse_moe."
+
+MIXTRAL = replace(
+    LLAMA,
+    model_types=("mixtral",),
+    classes=("MixtralForCausalLM", "MixtralModel"),
+    base_classes=("MixtralModel",),
+    tensors=(
+        *(t for t in LLAMA.tensors if not any(m in t.name for m in _MLP_TENSORS)),
+        # in memory (transformers 5): router [E, D], experts fused [E, 2F, D] = [gate; up]
+        # and [E, D, F]. Routing logits are kept (router columns split), experts kept.
+        Tensor(_L + "mlp.gate.weight", (None, In(HIDDEN)), optional=True),
+        Tensor(_L + "mlp.experts.gate_up_proj", (None, Out((MLP, MLP)), In(HIDDEN)), optional=True),
+        Tensor(
+            _L + "mlp.experts.down_proj",
+            (None, Out(HIDDEN), In(MLP)),
+            branch_out=True,
+            optional=True,
+        ),
+        # on disk (Mixtral checkpoints): one w1 (gate), w3 (up), w2 (down) per expert
+        Tensor(_M + "gate.weight", (None, In(HIDDEN)), optional=True),
+        Tensor(_M + "experts.{e}.w1.weight", (Out(MLP), In(HIDDEN)), optional=True),
+        Tensor(_M + "experts.{e}.w3.weight", (Out(MLP), In(HIDDEN)), optional=True),
+        Tensor(
+            _M + "experts.{e}.w2.weight", (Out(HIDDEN), In(MLP)), branch_out=True, optional=True
+        ),
+    ),
+)
+
+GEMMA = replace(
+    LLAMA,
+    model_types=("gemma",),
+    classes=("GemmaForCausalLM", "GemmaModel"),
+    base_classes=("GemmaModel",),
+    norm_offset=1.0,  # GemmaRMSNorm multiplies by (1 + w)
+    embed_scale_sqrt_hidden="model.embed_tokens.weight",  # embeddings times sqrt(hidden)
+)
+
+GEMMA2 = replace(
+    GEMMA,
+    model_types=("gemma2",),
+    classes=("Gemma2ForCausalLM", "Gemma2Model"),
+    base_classes=("Gemma2Model",),
+    # sandwich norms: post_attention_layernorm (already in LLAMA's tensors) now follows the
+    # attention; the MLP gets pre_ and post_feedforward_layernorm. All are over the stream.
+    tensors=(
+        *LLAMA.tensors,
+        Tensor(_L + "pre_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+    ),
+)
+
+OLMO2 = replace(
+    LLAMA,
+    model_types=("olmo2",),
+    classes=("Olmo2ForCausalLM", "Olmo2Model"),
+    base_classes=("Olmo2Model",),
+    # no input norms: attention and MLP read the raw (zero-filled) stream; their outputs
+    # pass post_attention_layernorm / post_feedforward_layernorm before the residual add
+    tensors=(
+        *(t for t in LLAMA.tensors if "input_layernorm" not in t.name),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_A + "q_norm.weight", (Gamma(HEADS),)),  # over all heads: [H * d]
+        Tensor(_A + "k_norm.weight", (Gamma(KV_HEADS),)),  # [KV * d]
+    ),
+    dead_heads=True,
+)

@@ -11,7 +11,7 @@ Results (JSON per run, plots, RESULTS.md) go to experiments/results/.
 
 import sys
 
-from lemonkit.train.experiment import main
+from lemonkit.harness.experiment import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -3,6 +3,7 @@ report, torchrun (DDP) runs, the demo, and every committed preset."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lemonkit.train import experiment, report
-from lemonkit.train.data import load_text
-from lemonkit.train.experiment import load_experiment, run_experiment
+from lemonkit.harness import experiment, report
+from lemonkit.harness.data import load_text
+from lemonkit.harness.experiment import load_experiment, run_experiment
 
 # the run settings both tiny experiments share: a few steps of a few bytes
 TINY_RUN = """seq_len = 16
@@ -155,7 +156,7 @@ def test_small_run_retrains_when_its_weights_are_missing(tiny_copy):
 
 
 def test_stale_scratch_runs_set_no_target(tiny_copy):
-    from lemonkit.train.experiment import run_specs, scratch_target
+    from lemonkit.harness.experiment import run_specs, scratch_target
 
     assert scratch_target(tiny_copy) is not None
     tiny_copy.p = {**tiny_copy.p, "warmup": 2}  # the scratch runs on disk are now stale
@@ -175,7 +176,7 @@ def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
 
 
 def test_a_config_naming_an_unknown_baseline_is_refused(tmp_path):
-    from lemonkit.train.experiment import run_specs
+    from lemonkit.harness.experiment import run_specs
 
     config = tmp_path / "bad.toml"
     config.write_text(TINY.replace('"stack-default"', '"stack-cosine"'))
@@ -248,7 +249,7 @@ def test_torchrun_two_processes_matches_one(tmp_path):
 
 POISON_RANK_1 = """
 import sys, torch
-from lemonkit.train import experiment, loop
+from lemonkit.harness import experiment, loop
 real = loop.cross_entropy
 def poisoned(logits, labels):  # NaN training loss on rank 1 only
     loss = real(logits, labels)
@@ -279,9 +280,19 @@ def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
     assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
 
 
-def test_demo_quick_tells_the_story(tmp_path, capsys):
-    from lemonkit import demo
+DEMO = Path(__file__).parents[1] / "examples" / "demo.py"
 
+
+def _import_demo():
+    """examples/demo.py is a script, not part of the package: imported by its path."""
+    spec = importlib.util.spec_from_file_location("lemonkit_demo_example", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_quick_tells_the_story(tmp_path, capsys):
+    demo = _import_demo()
     demo.main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out
@@ -303,8 +314,8 @@ def test_every_committed_preset_plans_the_large_model(path, preset):
     """Each config's presets (the GPU ones too, never run here) name a growth that every
     run's method accepts and that lands exactly on the large model's config."""
     import lemonkit
-    from lemonkit.train.experiment import run_specs
-    from lemonkit.train.models import _config, expand_kwargs
+    from lemonkit.harness.experiment import run_specs
+    from lemonkit.harness.models import _config, expand_kwargs
 
     exp = load_experiment(path, preset)
     seq = exp.p.get("seq_len", 0)

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from lemonkit.train import loop
-from lemonkit.train.data import IGNORE, MASK_ID, TextData, load_fashion_mnist, load_text
-from lemonkit.train.models import build_model
+from lemonkit.harness import loop
+from lemonkit.harness.data import IGNORE, MASK_ID, TextData, load_fashion_mnist, load_text
+from lemonkit.harness.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_mlm_masks_about_15_percent(text):
 
 
 def test_missing_data_names_the_package_to_install(tmp_path):
-    from lemonkit.train.data import DataMissingError
+    from lemonkit.harness.data import DataMissingError
 
     with pytest.raises(DataMissingError, match="python3.11-doc.*make data"):
         load_text(root=tmp_path / "nowhere")
@@ -143,7 +143,7 @@ def test_ki_run_counts_teacher_flops(text):
 
 
 def test_flops_count_a_tied_head_once():
-    from lemonkit.train.models import matmul_params, non_embedding_params
+    from lemonkit.harness.models import matmul_params, non_embedding_params
 
     gpt2 = _tiny_model()  # head tied to wte
     assert matmul_params(gpt2) == non_embedding_params(gpt2) + 258 * 32

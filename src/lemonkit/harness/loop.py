@@ -8,8 +8,8 @@ rounding, and a resumed run repeats the batches it would have seen.
 
 Example (a few steps of a tiny model on made-up bytes):
     >>> import torch
-    >>> from lemonkit.train.data import TextData
-    >>> from lemonkit.train.models import build_model
+    >>> from lemonkit.harness.data import TextData
+    >>> from lemonkit.harness.models import build_model
     >>> data = TextData(torch.randint(0, 256, (5000,), dtype=torch.uint8),
     ...                 torch.randint(0, 256, (2000,), dtype=torch.uint8))
     >>> model = build_model({"arch": "gpt2", "hidden": 16, "layers": 1, "heads": 2},
@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from lemonkit.harness.data import IGNORE
+from lemonkit.harness.models import forward_flops_per_step, train_flops_per_step
 from lemonkit.ki import ki_alpha, ki_loss
 from lemonkit.schedule import get_lemon_schedule
-from lemonkit.train.data import IGNORE
-from lemonkit.train.models import forward_flops_per_step, train_flops_per_step
 
 log = logging.getLogger(__name__)
 

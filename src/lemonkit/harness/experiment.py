@@ -35,9 +35,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 import lemonkit
-from lemonkit.train import loop
-from lemonkit.train.data import load_fashion_mnist, load_text
-from lemonkit.train.models import build_model, expand_kwargs
+from lemonkit.harness import loop
+from lemonkit.harness.data import load_fashion_mnist, load_text
+from lemonkit.harness.models import build_model, expand_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         exp = load_experiment(config, args.preset, args.out)
         run_experiment(exp, args.only, progress=not args.quiet, force=args.force)
     if args.report or (not args.no_report and loop.world()[0] == 0 and not args.only):
-        from lemonkit.train.report import write_results
+        from lemonkit.harness.report import write_results
 
         written = write_results(args.out)
         if not args.quiet:

@@ -19,7 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
-from lemonkit.train.plots import method_of, plot
+from lemonkit.harness.plots import method_of, plot
 
 GROUP_ORDER = ("reference", "headline", "baseline", "ablation")
 

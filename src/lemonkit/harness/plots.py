@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lemonkit.train.experiment import DEFAULT_SCHEDULE_BASELINES
+from lemonkit.harness.experiment import DEFAULT_SCHEDULE_BASELINES
 
 LABELS = {
     "scratch": "from scratch (reference)",

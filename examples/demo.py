@@ -22,11 +22,11 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import lemonkit
+from lemonkit.harness import report
+from lemonkit.harness.experiment import Experiment, _small_model, load_data, run_one, run_specs
+from lemonkit.harness.models import expand_kwargs
+from lemonkit.harness.plots import plot
 from lemonkit.testing.error_table import measure, measure_resnet, to_markdown
-from lemonkit.train import report
-from lemonkit.train.experiment import Experiment, _small_model, load_data, run_one, run_specs
-from lemonkit.train.models import expand_kwargs
-from lemonkit.train.plots import plot
 
 OUT = Path("demo_out")
 DEMO = {

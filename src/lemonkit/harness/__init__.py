@@ -1,7 +1,17 @@
-"""Training side of lemonkit: real data, small training loop, experiment harness.
+"""The experiment harness: real data, a small training loop, configs -> runs -> RESULTS.md.
 
-The pieces: ``data`` (Python-docs text as bytes, Fashion-MNIST images, both from Debian
-packages), ``models`` (a model spec -> a ``transformers`` model), ``loop`` (one training
-run: AdamW, LEMON schedule, knowledge inheritance, checkpoints, DDP), ``experiment``
-(a config file -> every run of a comparison) and ``report`` (JSON -> RESULTS.md + plots).
+Not needed to expand a model: ``import lemonkit`` does not import it. It uses lemonkit's
+public API only (``expand``, ``verify``, ``get_lemon_schedule``, ``ki_loss``,
+``ki_alpha``, ``LemonkitError``). Its modules, from the bottom up:
+
+- ``errors``: ``HarnessError`` (a ``LemonkitError``) and its kinds.
+- ``data``: ``TextData`` / ``ImageData`` and their batches, a function of (seed, step).
+- ``sources``: a config's ``[data]`` table -> data (``load_source``; a registry of kinds).
+- ``models``: a model spec -> a stock ``transformers`` model; FLOPs per step.
+- ``checkpoints``: atomic checkpoints of a run, resume, clean-up.
+- ``loop``: one training run (AdamW, LEMON schedule, KI, validation, DDP).
+- ``runs``: the runs of an experiment (``run_specs``), their names, groups, labels, colours.
+- ``experiment``: a config preset -> every run, cached as JSON (``cache_key``).
+- ``plots``, ``report``: run JSONs -> curves, savings, ``RESULTS.md``.
+- ``cli``: the command line behind ``experiments/run.py``.
 """

@@ -317,19 +317,21 @@ def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
     assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
 
 
-DEMO = Path(__file__).parents[1] / "examples" / "demo.py"
-
-
-def _import_demo():
-    """examples/demo.py is a script, not part of the package: imported by its path."""
-    spec = importlib.util.spec_from_file_location("lemonkit_demo_example", DEMO)
+def _import_script(path: Path):
+    """A script (examples/demo.py, experiments/run.py), not part of the package: by path."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_scripts_put_their_results_next_to_themselves_not_in_the_working_directory():
+    assert _import_script(ROOT / "experiments" / "run.py").RESULTS == RESULTS
+    assert _import_script(ROOT / "examples" / "demo.py").OUT == ROOT / "demo_out"
+
+
 def test_demo_quick_tells_the_story(tmp_path, capsys):
-    demo = _import_demo()
+    demo = _import_script(ROOT / "examples" / "demo.py")
     demo.main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out

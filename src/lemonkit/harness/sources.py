@@ -1,13 +1,13 @@
 r"""A config's ``[data]`` table -> the data an experiment trains on (``load_source``).
 
 A data-source *kind* is a function ``load(root, **options) -> TextData | ImageData``,
-registered under its name with its options' defaults (``source_kind``). The table names
-the kind, its ``root`` folder and any options; three more keys apply to every kind:
+registered under its name with its options' defaults (``source_kind``). A table names
+the ``kind``, its ``root`` (a folder or a file) and the kind's options; two more keys
+apply to every kind:
 
 - ``env``: an environment variable that, when set, replaces ``root`` (a copy of the data
   carried to a machine without the package, e.g. a GPU box);
-- ``package``: the Debian package that installs ``root``, named when ``root`` is missing;
-- ``kind`` itself.
+- ``package``: the Debian package that installs ``root``, named when ``root`` is missing.
 
 Kinds:
 

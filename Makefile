@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lemonkit.demo
+	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@ report, torchrun (DDP) runs, the demo, and every committed preset."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -13,9 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from lemonkit.train import experiment, report
-from lemonkit.train.data import load_text
-from lemonkit.train.experiment import load_experiment, run_experiment
+from lemonkit.harness import cli, experiment, report
+from lemonkit.harness.errors import HarnessError
+from lemonkit.harness.experiment import load_experiment, run_experiment
+from lemonkit.harness.runs import run_specs
+
+ROOT = Path(__file__).parents[1]
+CONFIG_DIR = ROOT / "experiments" / "configs"
+RESULTS = ROOT / "experiments" / "results"
+
+
+def data_table(config: str) -> str:
+    """A committed config's ``[data]`` table as TOML: the tiny configs read the same data."""
+    spec = tomllib.loads((CONFIG_DIR / f"{config}.toml").read_text())["data"]
+    return "\n[data]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in spec.items())
+
 
 # the run settings both tiny experiments share: a few steps of a few bytes
 TINY_RUN = """seq_len = 16
@@ -45,6 +59,7 @@ ablation_lr = [0.2]
 ablation_decay = [0.75]
 baseline_seeds = [0, 1]
 """
+    + data_table("lm_llama")
 )
 
 
@@ -59,6 +74,7 @@ large = { arch = "bert", hidden = 64, layers = 3, heads = 8, intermediate = 128 
     + TINY_RUN
     + """seeds = [0]
 """
+    + data_table("bert")
 )
 
 
@@ -155,14 +171,13 @@ def test_small_run_retrains_when_its_weights_are_missing(tiny_copy):
 
 
 def test_stale_scratch_runs_set_no_target(tiny_copy):
-    from lemonkit.train.experiment import run_specs, scratch_target
-
-    assert scratch_target(tiny_copy) is not None
+    assert experiment.scratch_target(tiny_copy) is not None
     tiny_copy.p = {**tiny_copy.p, "warmup": 2}  # the scratch runs on disk are now stale
-    assert scratch_target(tiny_copy) is None
-    lemon = next(s for s in run_specs(tiny_copy) if s.name == "lemon-s0")
-    with pytest.raises(SystemExit, match="scratch runs first"):
-        experiment.run_one(tiny_copy, lemon, load_text(), progress=False)
+    assert experiment.scratch_target(tiny_copy) is None
+    lemon = next(s for s in run_specs(tiny_copy.p) if s.name == "lemon-s0")
+    data = experiment.load_data(tiny_copy)
+    with pytest.raises(HarnessError, match="scratch runs first"):
+        experiment.run_one(tiny_copy, lemon, data, progress=False)
 
 
 def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
@@ -175,12 +190,35 @@ def test_force_starts_over_instead_of_resuming_a_leftover_checkpoint(tiny_copy):
 
 
 def test_a_config_naming_an_unknown_baseline_is_refused(tmp_path):
-    from lemonkit.train.experiment import run_specs
-
     config = tmp_path / "bad.toml"
     config.write_text(TINY.replace('"stack-default"', '"stack-cosine"'))
-    with pytest.raises(SystemExit, match="unknown baseline 'stack-cosine'"):
-        run_specs(load_experiment(config, "tiny"))
+    with pytest.raises(HarnessError, match="unknown baseline 'stack-cosine'"):
+        run_specs(load_experiment(config, "tiny", out=tmp_path).p)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text, "{config}: no preset 'huge' (have ['tiny'])"),
+        (
+            lambda text: text.replace("[data]", "[unused]"),
+            "{config}: no [data] table (where the data comes from)",
+        ),
+        (
+            lambda text: text.replace('kind = "text_files"', 'kind = "parquet"'),
+            "[data]: unknown kind 'parquet' (known: idx_images, text_files)",
+        ),
+    ],
+    ids=["preset", "no-data", "data-kind"],
+)
+def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path, capsys, edit, message):
+    config = tmp_path / "tiny.toml"
+    config.write_text(edit(TINY))
+    preset = "huge" if "preset" in message else "tiny"
+    with pytest.raises(SystemExit) as stop:
+        cli.main([str(config), "--preset", preset, "--out", str(tmp_path), "--quiet"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: " + message.format(config=config) + "\n"
 
 
 def test_savings_arithmetic():
@@ -248,14 +286,14 @@ def test_torchrun_two_processes_matches_one(tmp_path):
 
 POISON_RANK_1 = """
 import sys, torch
-from lemonkit.train import experiment, loop
+from lemonkit.harness import cli, loop
 real = loop.cross_entropy
 def poisoned(logits, labels):  # NaN training loss on rank 1 only
     loss = real(logits, labels)
     return loss * float("nan") if torch.is_grad_enabled() and loop.world()[0] == 1 else loss
 loop.cross_entropy = poisoned
 try:
-    experiment.main(sys.argv[1:])
+    cli.main(sys.argv[1:])
 except FloatingPointError:
     print(f"rank {loop.world()[0]} stopped on a non-finite loss", file=sys.stderr)
     raise
@@ -279,9 +317,21 @@ def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
     assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
 
 
-def test_demo_quick_tells_the_story(tmp_path, capsys):
-    from lemonkit import demo
+def _import_script(path: Path):
+    """A script (examples/demo.py, experiments/run.py), not part of the package: by path."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_scripts_put_their_results_next_to_themselves_not_in_the_working_directory():
+    assert _import_script(ROOT / "experiments" / "run.py").RESULTS == RESULTS
+    assert _import_script(ROOT / "examples" / "demo.py").OUT == ROOT / "demo_out"
+
+
+def test_demo_quick_tells_the_story(tmp_path, capsys):
+    demo = _import_script(ROOT / "examples" / "demo.py")
     demo.main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "LOSSLESS" in out and "lemon-s0" in out and "FLOPs" in out
@@ -292,10 +342,35 @@ def test_demo_quick_tells_the_story(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
-CONFIGS = sorted(Path(__file__).parents[1].glob("experiments/configs/*.toml"))
-
-
+CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
 PRESETS = [(p, name) for p in CONFIGS for name in tomllib.loads(p.read_text())["preset"]]
+# the presets with committed results (experiments/results/{name}/{preset}/)
+COMMITTED = [
+    (p, preset)
+    for p, preset in PRESETS
+    if (RESULTS / tomllib.loads(p.read_text())["name"] / preset).is_dir()
+]
+
+
+@pytest.mark.parametrize(("path", "preset"), COMMITTED, ids=[f"{p.stem}-{n}" for p, n in COMMITTED])
+def test_committed_results_match_the_cache_keys_computed_now(path, preset):
+    """Every committed run JSON is current: its ``key`` equals the key the harness computes
+    now, so nothing re-runs. A refactor that changed a key (a renamed RunSpec or RunConfig
+    field, a changed default) would throw away hours of training."""
+    exp = load_experiment(path, preset, out=RESULTS)
+    target = experiment.scratch_target(exp)
+    assert target is not None  # every scratch seed is current
+    specs = {s.name: s for s in run_specs(exp.p)}
+    saved = {f.stem for f in exp.out.glob("*.json")} - {"summary"}
+    assert saved == set(specs)  # every run committed, nothing else
+    for name, spec in specs.items():
+        record = json.loads((exp.out / f"{name}.json").read_text())
+        cfg = experiment.run_config(exp, spec, target)
+        assert record["key"] == experiment.cache_key(exp, spec, cfg), name
+
+
+def test_committed_presets_with_results():
+    assert {(p.stem, n) for p, n in COMMITTED} >= {("lm_llama", "small"), ("lm_llama", "medium")}
 
 
 @pytest.mark.parametrize(("path", "preset"), PRESETS, ids=[f"{p.stem}-{n}" for p, n in PRESETS])
@@ -303,13 +378,12 @@ def test_every_committed_preset_plans_the_large_model(path, preset):
     """Each config's presets (the GPU ones too, never run here) name a growth that every
     run's method accepts and that lands exactly on the large model's config."""
     import lemonkit
-    from lemonkit.train.experiment import run_specs
-    from lemonkit.train.models import _config, expand_kwargs
+    from lemonkit.harness.models import _config, expand_kwargs
 
-    exp = load_experiment(path, preset)
+    exp = load_experiment(path, preset, out=RESULTS)
     seq = exp.p.get("seq_len", 0)
     source, large = _config(exp.p["small"], seq), _config(exp.p["large"], seq)
-    specs = [s for s in run_specs(exp) if s.init == "expand"]
+    specs = [s for s in run_specs(exp.p) if s.init == "expand"]
     assert {s.group for s in specs} >= {"headline"}
     for method, depth in {(s.method, s.depth) for s in specs}:
         plan = lemonkit.make_plan(
@@ -324,3 +398,52 @@ def test_every_committed_preset_plans_the_large_model(path, preset):
                 continue
             if key.endswith(("_size", "_layers", "_heads", "heads")) and key in made:
                 assert made[key] == value, (key, made[key], value)
+
+
+# ---------------------------------------------------------------- the package's shape
+
+HARNESS = ROOT / "src" / "lemonkit" / "harness"
+
+
+def _lemonkit_imports(path: Path) -> set[str]:
+    """The ``lemonkit...`` modules a file imports (top level and inside functions)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "lemonkit"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lemonkit"):
+            submodules = {f"{node.module}.{a.name}" for a in node.names}
+            out |= {m for m in submodules if (ROOT / "src" / f"{m.replace('.', '/')}.py").exists()}
+            out.add(node.module)
+    return out
+
+
+def test_the_harness_imports_no_cycle_and_only_lemonkits_public_api():
+    graph = {
+        f"lemonkit.harness.{f.stem}": _lemonkit_imports(f)
+        for f in HARNESS.glob("*.py")
+        if f.stem != "__init__"
+    }
+    for module, imports in graph.items():
+        core = {m for m in imports if not m.startswith("lemonkit.harness")}
+        assert core <= {"lemonkit"}, (module, core)  # not lemonkit.plan, lemonkit.ki...
+    done: list[str] = []  # modules in import order: each after everything it imports
+    while len(done) < len(graph):
+        ready = [m for m in graph if m not in done and graph[m] & set(graph) <= set(done)]
+        assert ready, f"import cycle among {sorted(set(graph) - set(done))}"
+        done += sorted(ready)
+
+
+def _loaded(statement: str, prefix: str) -> list[str]:
+    """The modules named ``prefix...`` that ``statement`` loads in a fresh interpreter."""
+    listing = f"sorted(m for m in sys.modules if m.startswith({prefix!r}))"
+    code = f"import sys\n{statement}\nprint({listing})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return ast.literal_eval(done.stdout)
+
+
+def test_import_lemonkit_loads_neither_the_harness_nor_matplotlib():
+    assert _loaded("import lemonkit", "lemonkit.harness") == []
+    assert _loaded("import lemonkit", "matplotlib") == []
+    # the whole harness: matplotlib is imported inside plots.plot only
+    assert _loaded("import lemonkit.harness.cli", "matplotlib") == []

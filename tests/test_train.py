@@ -5,18 +5,29 @@ The experiment harness (configs, caching, report, torchrun, demo) is tests/test_
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 import torch
 
-from lemonkit.train import loop
-from lemonkit.train.data import IGNORE, MASK_ID, TextData, load_fashion_mnist, load_text
-from lemonkit.train.models import build_model
+from lemonkit.harness import checkpoints, loop
+from lemonkit.harness.data import IGNORE, MASK_ID, TextData
+from lemonkit.harness.errors import DataMissingError, HarnessError
+from lemonkit.harness.models import build_model
+from lemonkit.harness.sources import load_source
+
+CONFIGS = Path(__file__).parents[1] / "experiments" / "configs"
+
+
+def data_spec(config: str) -> dict:
+    """The ``[data]`` table of a committed experiment config (where its data lives)."""
+    return tomllib.loads((CONFIGS / f"{config}.toml").read_text())["data"]
 
 
 @pytest.fixture(scope="module")
 def text() -> TextData:
-    return load_text()
+    return load_source(data_spec("lm_llama"))
 
 
 def _cfg(**kw) -> loop.RunConfig:
@@ -62,17 +73,43 @@ def test_mlm_masks_about_15_percent(text):
     assert not (x[~chosen] == MASK_ID).any()
 
 
-def test_missing_data_names_the_package_to_install(tmp_path):
-    from lemonkit.train.data import DataMissingError
+def test_missing_data_names_the_package_to_install(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEMONKIT_DOCS", raising=False)
+    monkeypatch.delenv("LEMONKIT_FASHION_MNIST", raising=False)
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(DataMissingError, match="python3.11-doc.*make data.*LEMONKIT_DOCS"):
+        load_source({**data_spec("lm_llama"), "root": nowhere})
+    with pytest.raises(DataMissingError, match="dataset-fashion-mnist.*LEMONKIT_FASHION_MNIST"):
+        load_source({**data_spec("vit"), "root": nowhere})
+    monkeypatch.setenv("LEMONKIT_DOCS", nowhere)  # a copy that is not there either
+    with pytest.raises(
+        DataMissingError, match=r"nowhere \(from \$LEMONKIT_DOCS\) not found: point"
+    ):
+        load_source(data_spec("lm_llama"))
 
-    with pytest.raises(DataMissingError, match="python3.11-doc.*make data"):
-        load_text(root=tmp_path / "nowhere")
-    with pytest.raises(DataMissingError, match="dataset-fashion-mnist"):
-        load_fashion_mnist(root=tmp_path / "nowhere")
+
+def test_text_files_in_sorted_path_order_split_by_file(tmp_path, monkeypatch):
+    for name in ("b.txt", "a/z.txt", "a/y.txt", "c.txt", "skip.rst"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    spec = {"kind": "text_files", "root": "/not/here", "env": "MY_DOCS", "val_every": 2}
+    monkeypatch.setenv("MY_DOCS", str(tmp_path))  # set: replaces root
+    data = load_source(spec)
+    assert bytes(data.val.tolist()) == b"a/y.txt\n\nb.txt\n\n"  # files 0 and 2
+    assert bytes(data.train.tolist()) == b"a/z.txt\n\nc.txt\n\n"
+    with pytest.raises(HarnessError, match="matches '\\*\\.md'"):
+        load_source({**spec, "glob": "*.md"})
+
+
+def test_unknown_data_kinds_and_keys_are_refused():
+    with pytest.raises(HarnessError, match="unknown kind 'parquet'.*idx_images, text_files"):
+        load_source({"kind": "parquet", "root": "/"})
+    with pytest.raises(HarnessError, match=r"unknown keys \['val_evry'\]"):
+        load_source({**data_spec("lm_llama"), "val_evry": 10})
 
 
 def test_fashion_mnist_loads():
-    d = load_fashion_mnist(val_size=100)
+    d = load_source({**data_spec("vit"), "val_size": 100})
     assert d.train_x.shape == (60000, 1, 28, 28) and d.val_x.shape == (100, 1, 28, 28)
     assert set(d.train_y.unique().tolist()) == set(range(10))
 
@@ -117,7 +154,7 @@ def test_resume_refuses_other_settings_and_finds_an_interrupted_save(text, tmp_p
     with pytest.raises(ValueError, match="other settings"):
         loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2, lr=1e-2), ckpt_dir=ckpt)
     ckpt.rename(tmp_path / "ckpt.old")  # a save cut off between its two renames
-    assert loop.find_checkpoint(ckpt) == tmp_path / "ckpt.old"
+    assert checkpoints.find_checkpoint(ckpt) == tmp_path / "ckpt.old"
     res = loop.train(_tiny_model(), "causal_lm", text, _cfg(steps=2), ckpt_dir=ckpt)
     assert [h["step"] for h in res.history] == [0, 2]  # resumed at 2: nothing trained again
 
@@ -143,7 +180,7 @@ def test_ki_run_counts_teacher_flops(text):
 
 
 def test_flops_count_a_tied_head_once():
-    from lemonkit.train.models import matmul_params, non_embedding_params
+    from lemonkit.harness.models import matmul_params, non_embedding_params
 
     gpt2 = _tiny_model()  # head tied to wte
     assert matmul_params(gpt2) == non_embedding_params(gpt2) + 258 * 32

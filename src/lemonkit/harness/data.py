@@ -1,8 +1,9 @@
-"""Real data from Debian packages, tokenised locally, batches derived from (seed, step).
+"""The two kinds of data an experiment trains on, and their batches.
 
-Text: the reST sources of the Python 3.11 docs (``apt-get install python3.11-doc``), as
-bytes (vocabulary 256, plus a mask and a pad id for MLM). Files are split 1 in 20 to
-validation. Images: Fashion-MNIST (``apt-get install dataset-fashion-mnist``).
+``TextData``: bytes (vocabulary 256, plus a mask and a pad id for masked LM), random
+windows with next-byte targets, or BERT masking. ``ImageData``: normalised images and
+labels. Where the data comes from (files on disk, named in a config's ``[data]`` table) is
+``sources``.
 
 A batch is a pure function of ``(seed, step, rank)``, so a resumed run, or a run under
 ``torchrun``, sees exactly the batches it would have seen.
@@ -17,34 +18,15 @@ Example:
 
 from __future__ import annotations
 
-import gzip
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-# where the Debian packages put them; LEMONKIT_DOCS / LEMONKIT_FASHION_MNIST point elsewhere
-# (a copy carried to a machine without the packages, e.g. a GPU box)
-DOCS = Path(os.environ.get("LEMONKIT_DOCS", "/usr/share/doc/python3.11/html/_sources"))
-FASHION_MNIST = Path(os.environ.get("LEMONKIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 BYTE_VOCAB = 256
 MASK_ID = 256
 PAD_ID = 257
 TEXT_VOCAB = 258
 IGNORE = -100
-
-
-class DataMissingError(RuntimeError):
-    """The Debian package holding the data is not installed."""
-
-
-def _need(path: Path, package: str) -> None:
-    if not path.exists():
-        raise DataMissingError(
-            f"{path} not found: install the Debian package {package} "
-            f"(`make data`, or `sudo apt-get install {package}`)"
-        )
 
 
 def _generator(seed: int, step: int, rank: int, split: str) -> torch.Generator:
@@ -93,29 +75,9 @@ class TextData:
         return x, labels
 
 
-def load_text(root: Path = DOCS, val_every: int = 20) -> TextData:
-    """Every ``*.rst.txt`` under ``root`` in sorted order; file k goes to validation when
-    ``k % val_every == 0``."""
-    _need(root, "python3.11-doc")
-    files = sorted(root.rglob("*.txt"))
-    train, val = [], []
-    for k, f in enumerate(files):
-        (val if k % val_every == 0 else train).append(f.read_bytes() + b"\n\n")
-    as_tensor = lambda parts: torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)  # noqa: E731
-    return TextData(as_tensor(train), as_tensor(val))
-
-
-def _idx(path: Path) -> torch.Tensor:
-    with gzip.open(path) as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
-
-
 @dataclass
 class ImageData:
-    """Fashion-MNIST as float tensors (N, 1, 28, 28) normalised, labels (N,)."""
+    """Images as float tensors (N, C, H, W), normalised; labels (N,) int64."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -132,19 +94,3 @@ class ImageData:
         else:  # validation: consecutive slices, every image once
             idx = torch.arange(step * batch_size, (step + 1) * batch_size) % len(x)
         return x[idx], y[idx]
-
-
-def load_fashion_mnist(root: Path = FASHION_MNIST, val_size: int | None = None) -> ImageData:
-    """The 60k training and (the first ``val_size`` of) the 10k test images."""
-    _need(root, "dataset-fashion-mnist")
-
-    def images(name: str) -> torch.Tensor:
-        x = _idx(root / f"{name}-images-idx3-ubyte.gz").float().div_(255.0)
-        return ((x - 0.286) / 0.353).unsqueeze(1)  # (N, 1, 28, 28)
-
-    val_x, val_y = images("t10k"), _idx(root / "t10k-labels-idx1-ubyte.gz").long()
-    if val_size is not None:
-        val_x, val_y = val_x[:val_size], val_y[:val_size]
-    return ImageData(
-        images("train"), _idx(root / "train-labels-idx1-ubyte.gz").long(), val_x, val_y
-    )

@@ -19,9 +19,8 @@ import json
 import statistics
 from pathlib import Path
 
-from lemonkit.train.plots import method_of, plot
-
-GROUP_ORDER = ("reference", "headline", "baseline", "ablation")
+from lemonkit.harness.plots import plot
+from lemonkit.harness.runs import GROUP_ORDER, OVERVIEW_RUNS, method_of
 
 
 def hit_step(history: list[dict], target: float) -> tuple[int, float] | None:
@@ -43,7 +42,7 @@ def load_runs(folder: Path) -> dict[str, dict]:
 
 def summarise(runs: dict[str, dict]) -> dict:
     """Target, scratch cost and one row per run (saved fractions, hit step, finals)."""
-    scratch = [r for n, r in runs.items() if n.startswith("scratch-")]
+    scratch = [r for r in runs.values() if r["run"]["group"] == "reference"]
     # LEMON runs start after every scratch seed: until one exists the target may change
     if "small" not in runs or not any(r["run"]["group"] == "headline" for r in runs.values()):
         return {}
@@ -246,19 +245,6 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             "",
         ]
     )
-
-
-OVERVIEW_RUNS = (
-    "net2net",
-    "aki",
-    "stack",
-    "lemon-default",
-    "net2net-default",
-    "aki-default",
-    "stack-default",
-    "ki-soft",
-    "ki-hard",
-)
 
 
 def overview(summaries: list[tuple[str, str, dict]]) -> str:

@@ -1,61 +1,27 @@
 """Validation-loss curves of an experiment's runs, as the paper's figures 6-8 draw them.
 
-Runs are named ``{method}-s{seed}`` (seeds share a colour) or after an ablation; the
-x axis is training FLOPs as a fraction of the from-scratch run's.
+Runs are named ``{method}-s{seed}`` (seeds share a colour) or after an ablation (each its
+own colour); names, labels and colours come from ``runs``. The x axis is training FLOPs
+as a fraction of the from-scratch run's. matplotlib is imported inside ``plot`` only.
 
 Example:
-    >>> method_of("net2net-default-s1"), method_of("lemon-lr0.2")
-    ('net2net-default', 'lemon-lr0.2')
+    >>> runs = {"lemon-s0": {"run": {"group": "headline"}},
+    ...         "lemon-lr0.2": {"run": {"group": "ablation"}}}
+    >>> _color("lemon-s0", runs), _color("lemon-lr0.2", runs)
+    ('tab:red', 'tab:blue')
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lemonkit.train.experiment import DEFAULT_SCHEDULE_BASELINES
-
-LABELS = {
-    "scratch": "from scratch (reference)",
-    "lemon": "LEMON, LEMON recipe",
-    "lemon-default": "LEMON, scratch schedule",
-    "net2net": "Net2Net / bert2BERT-FPI width (equal splits), zero depth",
-    "aki": "bert2BERT-AKI (AKI width, stacked depth)",
-    "stack": "LEMON width, StackBERT depth (stacked copies)",
-    "ki-soft": "soft KI (from scratch + teacher)",
-    "ki-hard": "hard KI (from scratch + teacher)",
-    "net2net-default": "Net2Net / FPI, scratch schedule",
-    "aki-default": "bert2BERT-AKI, scratch schedule",
-    "stack-default": "StackBERT depth, scratch schedule",
-}
-
-
-def method_of(name: str) -> str:
-    """``net2net-s1`` -> ``net2net``; names without a seed suffix are their own method."""
-    base, _, seed = name.rpartition("-s")
-    return base if base and seed.isdigit() else name
-
-
-def _label(name: str) -> str:
-    base = method_of(name)
-    return f"{LABELS.get(base, name)}" + (f" [{name}]" if base != name else "")
-
-
-COLORS = {
-    "scratch": "0.45",
-    "lemon": "tab:red",
-    "lemon-default": "tab:orange",
-    "net2net": "tab:blue",
-    "aki": "tab:purple",
-    "stack": "tab:cyan",
-    "ki-soft": "tab:olive",
-    "ki-hard": "tab:green",
-}
-# with the scratch schedule: the base method's colour, dash-dotted
-COLORS |= {b: COLORS[b.removesuffix("-default")] for b in DEFAULT_SCHEDULE_BASELINES}
-
-
-# ablations: none of these is LEMON's red, which they are drawn against
-ABLATION_COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+from lemonkit.harness.runs import (
+    ABLATION_COLORS,
+    COLORS,
+    DEFAULT_SCHEDULE_BASELINES,
+    label_of,
+    method_of,
+)
 
 
 def _color(name: str, runs: dict[str, dict]) -> str | None:
@@ -101,7 +67,7 @@ def plot(runs: dict[str, dict], summary: dict, path: Path, title: str) -> None:
             style = "--" if r["run"]["group"] == "reference" else "-"
             if method_of(name) in DEFAULT_SCHEDULE_BASELINES:
                 style = "-."
-            ax.plot(xs, ys, style, label=_label(name), lw=1.4, color=_color(name, runs))
+            ax.plot(xs, ys, style, label=label_of(name), lw=1.4, color=_color(name, runs))
         ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label="target (scratch final)")
         ax.set_xlabel("training FLOPs / from-scratch FLOPs")
         ax.set_title(

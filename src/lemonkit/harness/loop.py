@@ -1,5 +1,5 @@
 """One training run: AdamW, the LEMON schedule, optional knowledge inheritance,
-periodic validation, atomic checkpoints with resume, and DDP under ``torchrun``.
+periodic validation, resume from checkpoints (``checkpoints``), and DDP under ``torchrun``.
 
 The global batch of a step is drawn whole from ``(seed, step)`` and each rank trains on
 its slice, with its loss weighted by its share of the labelled positions
@@ -8,8 +8,8 @@ rounding, and a resumed run repeats the batches it would have seen.
 
 Example (a few steps of a tiny model on made-up bytes):
     >>> import torch
-    >>> from lemonkit.train.data import TextData
-    >>> from lemonkit.train.models import build_model
+    >>> from lemonkit.harness.data import TextData
+    >>> from lemonkit.harness.models import build_model
     >>> data = TextData(torch.randint(0, 256, (5000,), dtype=torch.uint8),
     ...                 torch.randint(0, 256, (2000,), dtype=torch.uint8))
     >>> model = build_model({"arch": "gpt2", "hidden": 16, "layers": 1, "heads": 2},
@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,13 +34,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from lemonkit.ki import ki_alpha, ki_loss
-from lemonkit.schedule import get_lemon_schedule
-from lemonkit.train.data import IGNORE
-from lemonkit.train.models import forward_flops_per_step, train_flops_per_step
+import lemonkit
+from lemonkit.harness.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
+from lemonkit.harness.data import IGNORE
+from lemonkit.harness.models import forward_flops_per_step, train_flops_per_step
 
 log = logging.getLogger(__name__)
 
@@ -165,77 +163,9 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, model, optimizer, scheduler, progress: dict) -> None:
-    """Atomic: written to ``path.tmp``, then renamed over ``path`` (the previous one is
-    kept as ``path.old`` until the rename is done, and read if ``path`` is missing)."""
-    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_weights(model, tmp / "model.safetensors")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-        tmp / "optimizer.pt",
-    )
-    (tmp / "progress.json").write_text(json.dumps(progress))
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def find_checkpoint(path: Path | None) -> Path | None:
-    """The checkpoint to resume from: ``path``, or ``path.old`` if a save was cut off."""
-    if path is None:
-        return None
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / "progress.json").exists():
-            return candidate
-    return None
-
-
-def remove_checkpoint(path: Path) -> None:
-    """Delete a run's checkpoint with its ``.old`` and ``.tmp`` companions."""
-    for candidate in (path, path.with_name(path.name + ".old"), path.with_name(path.name + ".tmp")):
-        shutil.rmtree(candidate, ignore_errors=True)
-
-
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """The model's state dict as safetensors (on the CPU, tied tensors stored twice)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(_untie(state), str(path))
-
-
-def _untie(state: dict) -> dict:
-    """safetensors refuses shared storage: clone tensors that alias an earlier one."""
-    seen, out = set(), {}
-    for k, v in state.items():
-        key = (v.data_ptr(), v.shape)
-        out[k] = v.clone() if key in seen else v
-        seen.add(key)
-    return out
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler, cfg: RunConfig) -> dict:
-    """Restore a run; refuses a checkpoint written under other hyper-parameters. The
-    optimizer file is read with ``weights_only=True`` (no pickled code runs)."""
-    progress = json.loads((path / "progress.json").read_text())
-    if progress.get("config") != _comparable(cfg):
-        raise ValueError(
-            f"{path} was written by a run with other settings; delete it to start afresh"
-        )
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    opt = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
-    optimizer.load_state_dict(opt["optimizer"])
-    scheduler.load_state_dict(opt["scheduler"])
-    return progress
-
-
-def _comparable(cfg: RunConfig) -> dict:
-    """The settings that must match for a resume (not the display ones)."""
+def comparable(cfg: RunConfig) -> dict:
+    """The settings that must match for a resume, as JSON values (not the display ones:
+    ``progress``, ``label``, ``ckpt_every``). Part of every run's cache key."""
     out = json.loads(json.dumps(asdict(cfg)))
     for key in ("progress", "label", "ckpt_every"):
         out.pop(key)
@@ -263,13 +193,13 @@ def train(
     if cfg.batch_size % size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {size} processes")
     optimizer = make_optimizer(model, cfg)
-    scheduler = get_lemon_schedule(
+    scheduler = lemonkit.get_lemon_schedule(
         optimizer, cfg.warmup, cfg.decay_steps or cfg.steps, min_lr_ratio=cfg.min_lr_ratio
     )
     step, history, elapsed = 0, [], 0.0
     resume = find_checkpoint(ckpt_dir)
     if resume is not None:
-        progress = load_checkpoint(resume, model, optimizer, scheduler, cfg)
+        progress = load_checkpoint(resume, model, optimizer, scheduler, comparable(cfg))
         step, history, elapsed = progress["step"], progress["history"], progress["wall_s"]
         log.info("%s: resumed at step %d", cfg.label, step)
     if size > 1:
@@ -301,8 +231,8 @@ def train(
         if teacher is not None and cfg.ki:
             with torch.no_grad():
                 t_logits = logits_of(teacher, task, x)
-            alpha = ki_alpha(step, cfg.ki_steps or cfg.steps)
-            loss = ki_loss(logits.float(), t_logits.float(), y, alpha, mode=cfg.ki)
+            alpha = lemonkit.ki_alpha(step, cfg.ki_steps or cfg.steps)
+            loss = lemonkit.ki_loss(logits.float(), t_logits.float(), y, alpha, mode=cfg.ki)
         else:
             loss = cross_entropy(logits, y)
         weight, finite = step_facts(loss, y, size)
@@ -328,7 +258,7 @@ def train(
             progress = {
                 "step": step,
                 "history": history,
-                "config": _comparable(cfg),
+                "config": comparable(cfg),
                 "wall_s": time.perf_counter() - start,
             }
             save_checkpoint(ckpt_dir, model, optimizer, scheduler, progress)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import transformers as tf
 
-from lemonkit.train.data import TEXT_VOCAB
+from lemonkit.harness.data import TEXT_VOCAB
 
 ARCHS = ("llama", "gpt2", "vit", "bert")
 TASKS = {"llama": "causal_lm", "gpt2": "causal_lm", "vit": "image", "bert": "mlm"}

@@ -1,4 +1,6 @@
-"""``make demo``: train a small LM on real text, expand it, prove it lossless, train on.
+"""``make demo`` (``python examples/demo.py``): train a small LM on real text, expand it,
+prove it lossless, train on. A script that uses lemonkit (``expand``, ``verify``) and its
+experiment harness (``lemonkit.harness``: data, training runs, savings report, plot).
 
 1. Train a small LLaMA-style byte-level LM on the Python docs (Debian python3.11-doc);
    cached under ``demo_out/`` after the first run.
@@ -9,12 +11,15 @@
    the plot (``demo_out/training/demo/demo/curves.png``).
 4. Print the lossless error table of every architecture x every kind of expansion.
 
-Everything is built from configs on the spot; nothing is downloaded.
+Everything is built from configs on the spot; nothing is downloaded. ``demo_out/`` sits
+next to ``examples/`` (the repository root), wherever the script is run from; ``--out``
+puts it elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -22,13 +27,23 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import lemonkit
+from lemonkit.harness import report
+from lemonkit.harness.experiment import Experiment, load_data, load_small_model, run_one
+from lemonkit.harness.models import expand_kwargs
+from lemonkit.harness.plots import plot
+from lemonkit.harness.runs import run_specs
 from lemonkit.testing.error_table import measure, measure_resnet, to_markdown
-from lemonkit.train import report
-from lemonkit.train.experiment import Experiment, _small_model, load_data, run_one, run_specs
-from lemonkit.train.models import expand_kwargs
-from lemonkit.train.plots import plot
 
-OUT = Path("demo_out")
+OUT = Path(__file__).resolve().parents[1] / "demo_out"
+# the Python docs' reST sources as bytes, as in experiments/configs/lm_llama.toml
+DOCS = {
+    "kind": "text_files",
+    "root": "/usr/share/doc/python3.11/html/_sources",
+    "glob": "**/*.txt",
+    "val_every": 20,
+    "env": "LEMONKIT_DOCS",
+    "package": "python3.11-doc",
+}
 DEMO = {
     "small": {
         "arch": "llama",
@@ -89,9 +104,10 @@ def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = 
         name,
         preset,
         out / "training" / "demo" / name,
+        DOCS,
     )
-    data = load_data(exp.task)
-    specs = {s.name: s for s in run_specs(exp)}
+    data = load_data(exp)
+    specs = {s.name: s for s in run_specs(exp.p)}
     cached = (exp.out / "small.json").exists() and (exp.out / "small.safetensors").exists()
     _say(
         quiet,
@@ -103,7 +119,7 @@ def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = 
         quiet,
         f"   validation loss {small_run['history'][-1]['val_loss']:.4f} (bytes, nats per byte)\n",
     )
-    small = _small_model(exp)
+    small = load_small_model(exp)
     big = lemonkit.expand(small, **expand_kwargs(preset["large"]), seed=0)
     _say(
         quiet,
@@ -115,11 +131,11 @@ def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = 
         f"3. large model: from scratch ({preset['steps']} steps) and from the "
         f"expansion, LEMON recipe ({round(preset['steps'] * preset['lemon_ratio'])} steps)",
     )
-    for name in ("scratch-s0", "lemon-s0"):
-        run = run_one(exp, specs[name], data, progress=not quiet, force=True)
+    for run_name in ("scratch-s0", "lemon-s0"):
+        run = run_one(exp, specs[run_name], data, progress=not quiet, force=True)
         _say(
             quiet,
-            f"   {name}: final validation loss {run['history'][-1]['val_loss']:.4f} "
+            f"   {run_name}: final validation loss {run['history'][-1]['val_loss']:.4f} "
             f"({run['wall_s']:.0f} s)",
         )
     runs = report.load_runs(exp.out)
@@ -149,29 +165,37 @@ def _size(spec: dict) -> str:
     return f"{spec['hidden']}x{spec['layers']}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="lemonkit demo: train small, expand, train on")
-    ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, a few steps (tests)")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+def demo(out: Path, quick: bool = False, quiet: bool = False) -> None:
+    """Steps 1-4 (``quick``: tiny sizes and steps 1-3 only), results under ``out``."""
     hf_logging.set_verbosity_error()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    _say(args.quiet, f"lemonkit {lemonkit.__version__}: expand a trained model, train on\n")
-    if args.quick:
-        train_and_compare(args.out, QUICK, args.quiet, name="quick")
+    _say(quiet, f"lemonkit {lemonkit.__version__}: expand a trained model, train on\n")
+    if quick:
+        train_and_compare(out, QUICK, quiet, name="quick")
     else:
-        train_and_compare(args.out, DEMO, args.quiet)
-    if not args.quick:
+        train_and_compare(out, DEMO, quiet)
         _say(
-            args.quiet,
+            quiet,
             "4. every architecture x every expansion (float64 rel error / float32 rel error):",
         )
         table = to_markdown(measure()) + "\n\n" + measure_resnet()
-        _say(args.quiet, table)
-        (args.out / "error_table.md").write_text(table + "\n")
-    _say(args.quiet, f"\ndone in {time.perf_counter() - start:.0f} s; results in {args.out}/")
+        _say(quiet, table)
+        (out / "error_table.md").write_text(table + "\n")
+    _say(quiet, f"\ndone in {time.perf_counter() - start:.0f} s; results in {out}/")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="lemonkit demo: train small, expand, train on")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"results and cache (default: {OUT})")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, a few steps (tests)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        demo(args.out, args.quick, args.quiet)
+    except lemonkit.LemonkitError as e:  # e.g. the Python docs are not installed
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

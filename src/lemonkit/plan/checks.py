@@ -66,9 +66,28 @@ def check_names(plan: ExpansionPlan, names: list[str]) -> None:
             wanted = [n.replace("{i}", str(i)) for n in table.names_for(spec)]
             if not any(w in present for w in wanted):
                 raise CheckpointError(f"missing tensor {wanted[0]!r}")
+    _check_experts(plan, names)
     head = table.tie_embeddings and table.spec(table.tie_embeddings[0])
     if not plan.tied and head and not any(n in present for n in table.names_for(head)):
         raise CheckpointError(
             f"missing tensor {table.tie_embeddings[0]!r}: the config says the head is not "
             "tied to the embeddings"
         )
+
+
+def _check_experts(plan: ExpansionPlan, names: list[str]) -> None:
+    """A layer holding per-expert tensors holds one for every expert the config has."""
+    count = plan.source.num_experts
+    found: dict[tuple[str, int | None], set[int]] = {}
+    for name in names:
+        spec, layer = plan.table.match(name)
+        if spec.per_expert is not None:
+            found.setdefault((spec.name, layer), set()).add(spec.expert_of(name))
+    for (pattern, layer), experts in found.items():
+        if experts != set(range(count)):
+            missing = sorted(set(range(count)) - experts) or sorted(experts - set(range(count)))
+            where = pattern.replace("{i}", str(layer))
+            raise CheckpointError(
+                f"{where}: the config has {count} experts, but the checkpoint's experts "
+                f"{'lack' if len(experts) < count else 'include'} {missing[:5]}"
+            )

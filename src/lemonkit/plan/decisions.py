@@ -27,8 +27,8 @@ import torch
 from lemonkit.errors import CheckpointError
 from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
 from lemonkit.plan.planner import ExpansionPlan
-from lemonkit.plan.spaces import HIDDEN
-from lemonkit.tables.format import AxisRule, Beta, Gamma, Out, Tensor
+from lemonkit.plan.spaces import EXPERTS, HIDDEN
+from lemonkit.tables.format import AxisRule, Beta, Gamma, In, Out, Tensor
 
 Op = Literal["expand", "zero", "identity", "keep"]
 TensorInfo = tuple[torch.dtype, tuple[int, ...]]  # a source tensor's dtype and shape
@@ -48,7 +48,10 @@ class Decision:
     expansion (seeded as ``donor_seed``) gives the new units their rows. The factors,
     applied in this order: ``stream_scale`` (1/eta on what writes the stream of a
     fixed-eps model), ``embedding_ratio`` (Gemma's sqrt(hidden) compensation), and
-    ``norm_scale`` (a norm feeding a tied head: 1/k, NOTES.md 2).
+    ``norm_scale`` (a norm feeding a tied head: 1/k, NOTES.md 2). ``expert_copy``: a
+    per-expert tensor that writes the expert's output, in a target with several copies of
+    its expert: (rank, copies); the copies split it with random numbers seeded by
+    ``expert_seed``, which they share (:func:`lemonkit.engine.rules.expert_piece`).
     """
 
     name: str
@@ -67,6 +70,8 @@ class Decision:
     stream_scale: float = 1.0
     embedding_ratio: bool = False
     norm_scale: float = 1.0
+    expert_copy: tuple[int, int] | None = None
+    expert_seed: str | None = None
 
     @property
     def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
@@ -101,8 +106,33 @@ def decide(
         key = None if group.name == "layers" else group.name
         for t, s in enumerate(group.layer_map):
             for name, spec in per_layer.get((key, s), []):
-                walk.append((spec.with_layer(name, t), name, spec, group.new[t], t))
-    return [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
+                for target in _expert_copies(plan, spec, spec.with_layer(name, t)):
+                    walk.append((target, name, spec, group.new[t], t))
+    decisions = [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
+    return [_expert_split(plan, d) for d in decisions]
+
+
+def _expert_copies(plan: ExpansionPlan, spec: Tensor, name: str) -> list[str]:
+    """A per-expert tensor's name for every target copy of its expert (else the name)."""
+    if spec.per_expert is None:
+        return [name]
+    e = spec.expert_of(name)
+    sources = plan.maps[EXPERTS].sources
+    return [spec.with_expert(name, j) for j, s in enumerate(sources) if s == e]
+
+
+def _expert_split(plan: ExpansionPlan, d: Decision) -> Decision:
+    """A per-expert tensor writing the output of an expert with several copies: which
+    copy it is, and the seed name the copies share."""
+    if d.op != "expand" or not isinstance(d.spec.per_expert, In):
+        return d
+    sources = plan.maps[EXPERTS].sources
+    j = d.spec.expert_of(d.name)
+    copies = [i for i, s in enumerate(sources) if s == sources[j]]
+    if len(copies) == 1:
+        return d
+    shared = d.spec.with_expert(d.name, sources[j]) + "#experts"
+    return replace(d, expert_copy=(copies.index(j), len(copies)), expert_seed=shared)
 
 
 def _decision(

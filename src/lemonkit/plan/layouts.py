@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.plan.experts import EXPERT_SIZES, expert_source, expert_spaces, expert_target
 from lemonkit.plan.layers import LayerGroup, default_layer_map
 from lemonkit.plan.methods import DepthRule
 from lemonkit.plan.spaces import (
@@ -61,6 +62,7 @@ class TransformerLayout:
         "num_kv_heads",
         "intermediate_size",
         "layer_map",
+        *EXPERT_SIZES,
     )
 
     def source(self, config: Any, table: ArchTable) -> Targets:
@@ -77,6 +79,7 @@ class TransformerLayout:
             num_heads=heads,
             num_kv_heads=kv or heads,
             intermediate_size=mlp,
+            **expert_source(config, table),
         )
 
     def target(self, table: ArchTable, config: Any, src: Targets, req: Targets) -> Targets:
@@ -124,6 +127,7 @@ class TransformerLayout:
             num_heads=heads,
             num_kv_heads=kv,
             intermediate_size=req.intermediate_size or src.intermediate_size,
+            **expert_target(table, src, req),
         )
 
     def groups(
@@ -139,8 +143,9 @@ class TransformerLayout:
     def spaces(
         self, table: ArchTable, config: Any, src: Targets, tgt: Targets
     ) -> dict[str, SpaceMap]:
-        """The stream, head, KV-head, MLP and fused per-head qkv maps, plus the spaces
-        that are the stream or kept by a config field (OPT's projections)."""
+        """The stream, head, KV-head, MLP and fused per-head qkv maps, the experts' maps,
+        the spaces that are the stream or kept by a config field (OPT's projections),
+        and the spaces derived from another with their own unit size."""
         head_maps = dead_head_maps if table.dead_heads else attention_maps
         heads_map, kv_map = head_maps(
             src.num_heads,
@@ -155,6 +160,7 @@ class TransformerLayout:
             kv_map.name: kv_map,
             MLP: circular_map(src.intermediate_size, tgt.intermediate_size),
             HEADS_QKV: replace(heads_map, name=HEADS_QKV, unit_size=3 * heads_map.unit_size),
+            **expert_spaces(table, config, src, tgt),
         }
         if table.dead_heads and abs(heads_map.eta - maps[HIDDEN].eta) > 1e-12:
             raise ImpossibleExpansionError(
@@ -167,6 +173,9 @@ class TransformerLayout:
             maps[space] = (
                 maps[HIDDEN] if size == src.hidden_size else circular_map(size, size, name=space)
             )
+        for d in table.derived:
+            unit = sum(getattr(config, f) for f in d.unit_fields) if d.unit_fields else d.unit_size
+            maps[d.name] = replace(maps[d.base], name=d.name, unit_size=unit)
         return maps
 
     def write_config(self, cfg: Any, table: ArchTable, tgt: Targets, head_dim: int) -> None:
@@ -178,6 +187,8 @@ class TransformerLayout:
         setattr(cfg, f.layers, tgt.num_layers)
         if f.kv_heads:
             setattr(cfg, f.kv_heads, tgt.num_kv_heads)
+        for name in f.also_heads:
+            setattr(cfg, name, tgt.num_heads)
         if f.head_dim and getattr(cfg, f.head_dim, None) is not None:
             setattr(cfg, f.head_dim, head_dim)
 

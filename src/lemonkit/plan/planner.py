@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.plan.experts import experts_lossy, experts_record, write_expert_config
+from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup
 from lemonkit.plan.layouts import layout_of
 from lemonkit.plan.methods import DepthRule, WidthMethod, depth_rule, lossy_reason, width
@@ -132,6 +134,7 @@ class ExpansionPlan:
             "symmetry_breaking": self.width_method.note,
             "depth_rule": self.depth_rule.note,
             "options": asdict(self.options),
+            **({"experts": experts_record(self)} if self.table.experts else {}),
         }
 
 
@@ -180,7 +183,7 @@ def make_plan(
         if getattr(config, field_name, value) != value:
             raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")
     lossy = _indivisible_lossy(table, src, tgt, options.allow_lossy)
-    lossy = "; ".join(r for r in (lossy, operators_lossy) if r) or None
+    lossy = "; ".join(r for r in (lossy, operators_lossy, experts_lossy(src, tgt, options)) if r)
     plan = ExpansionPlan(
         table=table,
         source_config=config,
@@ -191,7 +194,7 @@ def make_plan(
         groups=groups,
         options=options,
         tied=bool(table.tie_embeddings and getattr(config, "tie_word_embeddings", False)),
-        lossy_reason=lossy,
+        lossy_reason=lossy or None,
     )
     return _with_target_config(plan)
 
@@ -240,17 +243,17 @@ def _indivisible_lossy(table: ArchTable, src: Targets, tgt: Targets, allow: bool
 
 def _with_target_config(plan: ExpansionPlan) -> ExpansionPlan:
     """The plan with its target config: a copy of the source config with the target
-    sizes, the rescaled norm eps and per-layer lists (``layer_types``) remapped."""
+    sizes, the rescaled norm eps, per-layer fields (``layer_types``, an MoE's dense
+    blocks) remapped, and the experts' fields (count, experts per token)."""
     cfg = copy.deepcopy(plan.source_config)
     table = plan.table
     layout_of(table).write_config(cfg, table, plan.target, plan.head_dim)
     if table.config is not None:
         for name in table.config.norm_eps:
             setattr(cfg, name, getattr(cfg, name) * plan.norm_eps_scale)
-        for key in table.config.per_layer:  # e.g. layer_types: one entry per layer
-            value = getattr(cfg, key, None)
-            if isinstance(value, list) and len(value) == plan.source.num_layers:
-                setattr(cfg, key, [value[s] for s in plan.layer_map])
+        # layer_types, the dense blocks of an MoE
+        remap_layer_config(cfg, table, plan.layer_map, plan.source.num_layers)
+        write_expert_config(cfg, table, plan.source, plan.target, plan.options.keep_top_k)
     for space, field_name in table.maybe_stream:  # a size that follows the stream
         if plan.maps[space] is plan.maps[HIDDEN] and getattr(cfg, field_name, None):
             setattr(cfg, field_name, plan.target.hidden_size)

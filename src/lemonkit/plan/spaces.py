@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.tables.format import HEADS, HEADS_QKV, HIDDEN, KV_HEADS, MLP
+from lemonkit.tables.format import EXPERTS, HEADS, HEADS_QKV, HIDDEN, KV_HEADS, MLP
 
-__all__ = ["HEADS", "HEADS_QKV", "HIDDEN", "KV_HEADS", "MLP"]  # re-exported space names
+__all__ = ["EXPERTS", "HEADS", "HEADS_QKV", "HIDDEN", "KV_HEADS", "MLP"]  # re-exported names
 
 Fill = Literal["avg", "zero", "copy"]
 
@@ -39,6 +39,9 @@ class SpaceMap:
     sources: tuple[int, ...]
     fill: Fill = "copy"
     unit_size: int = 1
+    # the model weighs each copy of a unit 1/copies (a softmax router's copies of an expert
+    # share its probability): consumer splits then sum to copies x the source
+    diluted: bool = False
 
     @property
     def copies(self) -> int:
@@ -80,6 +83,7 @@ class SpaceMap:
             "unit_size": self.unit_size,
             "fill": self.fill,
             "sources": list(self.sources),
+            **({"diluted": True} if self.diluted else {}),
         }
 
 

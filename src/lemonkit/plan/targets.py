@@ -34,7 +34,14 @@ class Targets:
     num_layers: int | None = _size("number of blocks")
     num_heads: int | None = _size("attention heads (default: follow the width, head_dim kept)")
     num_kv_heads: int | None = _size("key/value heads (default: keep the query heads per KV head)")
-    intermediate_size: int | None = _size("MLP hidden size")
+    intermediate_size: int | None = _size("MLP hidden size (an MoE's dense MLP, where it has one)")
+    moe_intermediate_size: int | None = _size(
+        "MoE: each expert's MLP hidden size, where the family has a size of its own for it"
+    )
+    shared_expert_intermediate_size: int | None = _size("Qwen2-MoE: the shared expert's MLP size")
+    num_experts: int | None = _size(
+        "MoE: routed experts, a multiple m of the source's (experts per token x m too)"
+    )
     layer_map: tuple[int, ...] | None = _size(
         "source layer of each target layer, e.g. 0,0,1,1 (repeats are new blocks)", INT_LIST
     )
@@ -56,12 +63,14 @@ class Targets:
 @dataclass(frozen=True)
 class Options:
     """How to grow: the seed of every random choice, the width method, the depth rule
-    (rows of :mod:`lemonkit.plan.methods`), and whether a lossy result may be written."""
+    (rows of :mod:`lemonkit.plan.methods`), whether a lossy result may be written, and
+    whether more experts keep the experts per token (lossy) instead of multiplying them."""
 
     seed: int = 0
     method: str = "lemon"
     depth: str = "zero"
     allow_lossy: bool = False
+    keep_top_k: bool = False  # more experts: keep experts per token (lossy, needs allow_lossy)
 
 
 TARGET_NAMES = tuple(f.name for f in fields(Targets))

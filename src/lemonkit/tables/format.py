@@ -33,6 +33,10 @@ HEADS = "heads"  # query heads (unit: head_dim channels)
 KV_HEADS = "kv_heads"  # key/value heads (unit: head_dim channels)
 MLP = "mlp"  # MLP hidden layer
 HEADS_QKV = "heads_qkv"  # fused per-head [q_h; k_h; v_h] rows (unit: 3 x head_dim)
+# the spaces of a mixture of experts
+EXPERTS = "experts"  # routed experts (unit: one expert; router rows, the stacked expert axis)
+MOE_MLP = "moe_mlp"  # an expert's MLP hidden layer, where it has a size of its own
+SHARED_MLP = "shared_mlp"  # the shared expert's MLP hidden layer (Qwen2-MoE, DeepSeek)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ class Tensor:
     ``stream_norm``: a norm whose *output* is the residual stream (an embedding
     LayerNorm): its extra outputs cannot equal the stream's average (NOTES.md section 10).
     ``optional``: may be absent from a checkpoint (a tied head that is not saved).
+    ``per_expert``: the role of the expert index ``{e}`` in the name (checkpoints that
+    save one tensor per expert): ``Out(EXPERTS)`` for what each copy of an expert copies
+    (gate and up), ``In(EXPERTS)`` for what writes the expert's output (down), which the
+    copies of an expert share (see :func:`lemonkit.engine.rules.expert_piece`).
     ``post_ln``: Post-LN depth by "moving the affine" (NOTES.md 6): ``"inner"`` marks a
     block's norm after attention (identity in new blocks), ``"out"`` its output norm
     (identity when a new block follows; a new block ending a run of new blocks takes the
@@ -91,20 +99,36 @@ class Tensor:
     post_ln: str | None = None
     group: str | None = None  # a layer group with its own layer map (a CNN stage; default
     # "layers", the Transformer's blocks)
+    per_expert: Out | In | None = None
 
     @property
     def per_layer(self) -> bool:
         return "{i}" in self.name
 
     def regex(self) -> re.Pattern:
-        """``{i}`` captures the layer index; ``{e}`` matches any index (experts)."""
-        pattern = re.escape(self.name).replace(r"\{i\}", r"(\d+)").replace(r"\{e\}", r"\d+")
+        """``{i}`` captures the layer index, ``{e}`` the expert index."""
+        pattern = re.escape(self.name).replace(r"\{i\}", r"(?P<i>\d+)")
+        pattern = pattern.replace(r"\{e\}", r"(?P<e>\d+)")
         return re.compile("^" + pattern + "$")
 
     def with_layer(self, name: str, layer: int) -> str:
         """``name`` (a concrete name of this entry) with its layer index replaced."""
+        return self._with(name, "i", layer)
+
+    def with_expert(self, name: str, expert: int) -> str:
+        """``name`` with its expert index replaced.
+
+        >>> Tensor("l.{i}.experts.{e}.w", (None,)).with_expert("l.3.experts.1.w", 5)
+        'l.3.experts.5.w'
+        """
+        return self._with(name, "e", expert)
+
+    def expert_of(self, name: str) -> int:
+        return int(self.regex().match(name).group("e"))
+
+    def _with(self, name: str, group: str, index: int) -> str:
         m = self.regex().match(name)
-        return name[: m.start(1)] + str(layer) + name[m.end(1) :]
+        return name[: m.start(group)] + str(index) + name[m.end(group) :]
 
 
 @dataclass(frozen=True)
@@ -120,6 +144,56 @@ class ConfigFields:
     head_dim: str | None = None  # explicit head_dim attribute, if the config has one
     mlp_default_mult: int | None = None  # mlp field None means this many x hidden (GPT-2)
     per_layer: tuple[str, ...] = ("layer_types",)  # config lists with one entry per layer
+    also_heads: tuple[str, ...] = ()  # fields that must equal the head count (MLA's KV heads)
+
+
+@dataclass(frozen=True)
+class ExpertFields:
+    """A mixture of experts' config names and how its router weighs copies of an expert.
+
+    ``router``: ``"softmax"`` (probabilities over all experts: m copies of an expert share
+    its probability, so each copy's output is weighted 1/m) or ``"sigmoid"`` (independent
+    scores: a copy keeps its score, and only renormalised top-k weights are shared).
+    ``renorm``: the config flag saying the top-k weights are renormalised
+    (``norm_topk_prob``); None where they always are (Mixtral) or where the softmax runs
+    over the selected experts only (gpt-oss). ``scaled``: fields multiplied with the
+    expert count (DeepSeek's expert groups). ``mlp``: the expert MLP's own size field
+    (``moe_intermediate_size``); None where the experts use ``intermediate_size``.
+    ``shared_mlp``: the shared expert's size field (Qwen2-MoE); ``shared_experts``: a
+    field saying the shared MLP is that many expert MLPs wide (DeepSeek).
+    """
+
+    count: str
+    top_k: str = "num_experts_per_tok"
+    router: str = "softmax"
+    renorm: str | None = None
+    scaled: tuple[str, ...] = ()
+    mlp: str | None = None
+    shared_mlp: str | None = None
+    shared_experts: str | None = None
+
+
+@dataclass(frozen=True)
+class DenseLayers:
+    """How a config says which blocks have a dense MLP instead of experts: a list of
+    their indices (Qwen's ``mlp_only_layers``) with experts every ``sparse_step``-th
+    layer, or the first ``first_k`` layers (DeepSeek's ``first_k_dense_replace``)."""
+
+    index_list: str | None = None
+    sparse_step: str | None = None
+    first_k: str | None = None
+
+
+@dataclass(frozen=True)
+class DerivedSpace:
+    """A space that follows another's map with its own unit size: a per-head scalar
+    (unit 1), MLA's per-head q / kv / v blocks (units from config fields), gpt-oss's
+    interleaved [gate_j, up_j] pairs (unit 2)."""
+
+    name: str
+    base: str
+    unit_fields: tuple[str, ...] = ()  # unit size = sum of these config fields
+    unit_size: int = 1  # where no fields are named
 
 
 @dataclass(frozen=True)
@@ -178,6 +252,9 @@ class ArchTable:
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
     # (name on disk, name in the table) where checkpoints use other names than the modules
     aliases: tuple[tuple[str, str], ...] = ()
+    experts: ExpertFields | None = None  # a mixture of experts (more experts: num_experts)
+    dense_layers: DenseLayers | None = None  # an MoE whose config makes some blocks dense
+    derived: tuple[DerivedSpace, ...] = ()  # spaces following another space's map
 
     def base_model(self) -> ArchTable:
         """The table of the headless model: prefix stripped, head tensors dropped."""
@@ -214,12 +291,12 @@ class ArchTable:
         for spec in self.tensors:
             m = spec.regex().match(name)
             if m:
-                return spec, (int(m.group(1)) if spec.per_layer else None)
+                return spec, (int(m.group("i")) if spec.per_layer else None)
         for alias, canonical in self.aliases:
             aliased = replace(self.spec(canonical), name=alias)
             m = aliased.regex().match(name)
             if m:
-                return aliased, (int(m.group(1)) if aliased.per_layer else None)
+                return aliased, (int(m.group("i")) if aliased.per_layer else None)
         return None
 
     def spec(self, name: str) -> Tensor:
@@ -245,4 +322,24 @@ def layer_norm(prefix: str, space: SpaceRef | None = "hidden", **flags) -> tuple
     return (
         Tensor(prefix + ".weight", (rules[0],), **flags),
         Tensor(prefix + ".bias", (rules[1],), **flags),
+    )
+
+
+def expert_mlp(
+    prefix: str, names: tuple[str, str, str], mlp: SpaceRef, **flags
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One expert's (or a dense) SwiGLU MLP saved per expert: ``prefix`` holds ``{e}``,
+    ``names`` are the gate, up and down linears ([F, D], [F, D], [D, F]). Gate and up are
+    copied with their expert; down writes the expert's output, which copies share."""
+    gate, up, down = names
+    return (
+        Tensor(f"{prefix}{gate}.weight", (Out(mlp), In(HIDDEN)), per_expert=Out(EXPERTS), **flags),
+        Tensor(f"{prefix}{up}.weight", (Out(mlp), In(HIDDEN)), per_expert=Out(EXPERTS), **flags),
+        Tensor(
+            f"{prefix}{down}.weight",
+            (Out(HIDDEN), In(mlp)),
+            per_expert=In(EXPERTS),
+            branch_out=True,
+            **flags,
+        ),
     )

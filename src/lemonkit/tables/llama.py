@@ -4,16 +4,19 @@ RMSNorm, SwiGLU, RoPE, GQA."""
 from dataclasses import replace
 
 from lemonkit.tables.format import (
+    EXPERTS,
     HEADS,
     HIDDEN,
     KV_HEADS,
     MLP,
     ArchTable,
     ConfigFields,
+    ExpertFields,
     Gamma,
     In,
     Out,
     Tensor,
+    expert_mlp,
 )
 
 _L = "model.layers.{i}."
@@ -92,23 +95,25 @@ MIXTRAL = replace(
     tensors=(
         *(t for t in LLAMA.tensors if not any(m in t.name for m in _MLP_TENSORS)),
         # in memory (transformers 5): router [E, D], experts fused [E, 2F, D] = [gate; up]
-        # and [E, D, F]. Routing logits are kept (router columns split), experts kept.
-        Tensor(_L + "mlp.gate.weight", (None, In(HIDDEN)), optional=True),
-        Tensor(_L + "mlp.experts.gate_up_proj", (None, Out((MLP, MLP)), In(HIDDEN)), optional=True),
+        # and [E, D, F]. Routing logits are kept (router columns split); more experts copy
+        # every expert with its router row, and the copies split its down projection.
+        Tensor(_L + "mlp.gate.weight", (Out(EXPERTS), In(HIDDEN)), optional=True),
+        Tensor(
+            _L + "mlp.experts.gate_up_proj",
+            (Out(EXPERTS), Out((MLP, MLP)), In(HIDDEN)),
+            optional=True,
+        ),
         Tensor(
             _L + "mlp.experts.down_proj",
-            (None, Out(HIDDEN), In(MLP)),
+            (In(EXPERTS), Out(HIDDEN), In(MLP)),
             branch_out=True,
             optional=True,
         ),
         # on disk (Mixtral checkpoints): one w1 (gate), w3 (up), w2 (down) per expert
-        Tensor(_M + "gate.weight", (None, In(HIDDEN)), optional=True),
-        Tensor(_M + "experts.{e}.w1.weight", (Out(MLP), In(HIDDEN)), optional=True),
-        Tensor(_M + "experts.{e}.w3.weight", (Out(MLP), In(HIDDEN)), optional=True),
-        Tensor(
-            _M + "experts.{e}.w2.weight", (Out(HIDDEN), In(MLP)), branch_out=True, optional=True
-        ),
+        Tensor(_M + "gate.weight", (Out(EXPERTS), In(HIDDEN)), optional=True),
+        *expert_mlp(_M + "experts.{e}.", ("w1", "w3", "w2"), MLP),
     ),
+    experts=ExpertFields(count="num_local_experts"),  # softmax router, always renormalised
 )
 
 GEMMA = replace(

@@ -180,8 +180,9 @@ def _eager_experts(m: torch.nn.Module) -> torch.nn.Module:
 def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     """A float64 evaluation copy whose forward has no float32 upcasts (NOTES.md 12).
 
-    Only this throwaway copy is patched: RMSNorm instances get a float64 forward and
-    attention uses sdpa (which keeps the input dtype) instead of eager's float32 softmax.
+    Only this throwaway copy is patched: RMSNorm instances get a float64 forward,
+    attention uses sdpa (which keeps the input dtype) instead of eager's float32 softmax,
+    and MoE routers run with their float32 casts kept in float64.
     """
     m = copy.deepcopy(model).to(torch.float64).eval()
     if hasattr(m, "set_attn_implementation"):
@@ -195,7 +196,32 @@ def as_float64(model: torch.nn.Module) -> torch.nn.Module:
         if type(module).__name__.endswith("RMSNorm"):
             module.norm_offset = offset
             module.forward = types.MethodType(_rms_norm_float64, module)
+        elif type(module).__name__.lower().endswith("router"):  # MoE routers: softmax,
+            module.forward = _kept_float64(module.forward)  # logits or scores in float32
     return m
+
+
+class _KeepFloat64(torch.overrides.TorchFunctionMode):
+    """Within it, a float64 tensor asked for in float32 (``.float()``, ``.to(float32)``,
+    ``.type(float32)``, ``softmax(..., dtype=float32)``) stays float64."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args):
+            if func is torch.Tensor.float:
+                return args[0]
+            args = tuple(torch.float64 if a is torch.float32 else a for a in args)
+            if kwargs.get("dtype") is torch.float32:
+                kwargs["dtype"] = torch.float64
+        return func(*args, **kwargs)
+
+
+def _kept_float64(forward):
+    def run(*args, **kwargs):
+        with _KeepFloat64():
+            return forward(*args, **kwargs)
+
+    return run
 
 
 def _register_eager_float64() -> str:

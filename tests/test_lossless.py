@@ -12,6 +12,7 @@ from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.testing.zoo import BUILDERS, any_width_is_exact, build, exact_width, mlp_size
 
 LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
+MOE = ["mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "deepseek_v3"]
 
 
 def _cases(arch: str) -> dict[str, dict]:
@@ -34,11 +35,42 @@ def _cases(arch: str) -> dict[str, dict]:
         del cases["indivisible"]
     if arch == "olmo2":  # dead-head maps: the group size must be kept
         cases["heads_and_kv"] = dict(hidden_size=128, num_heads=8, num_kv_heads=4)
+    if arch in MOE:
+        cases.update(_moe_cases(arch))
     if arch in LLAMA_FAMILY:
         cases["heads_and_kv"] = dict(hidden_size=128, num_heads=8, num_kv_heads=4)
         cases["gqa_regroup"] = dict(hidden_size=96, num_heads=6, num_kv_heads=2)
         cases["kv_heads_only"] = dict(num_kv_heads=4)
         cases["heads_without_width"] = dict(num_heads=8, num_kv_heads=2)
+    return cases
+
+
+def _moe_cases(arch: str) -> dict[str, dict]:
+    """More experts (x2, x3), the experts' own MLP size, heads, and all of it at once."""
+    from lemonkit.plan.experts import expert_source
+    from lemonkit.tables import table_for
+
+    small = build(arch)
+    src = expert_source(small.config, table_for(small.config.model_type))
+    experts = src["num_experts"]
+    cases = {
+        "more_experts": dict(num_experts=2 * experts),
+        "experts_x3_and_width": dict(num_experts=3 * experts, hidden_size=96),
+        "heads_and_kv": dict(hidden_size=128, num_heads=8, num_kv_heads=4),
+    }
+    if arch == "deepseek_v3":  # MLA: heads grow on their own, KV heads are the heads
+        cases["heads_and_kv"] = dict(hidden_size=96, num_heads=8)
+        cases["layer_map"] = dict(layer_map=[0, 0, 1, 1, 1])  # dense blocks must come first
+    if src["moe_intermediate_size"]:
+        cases["expert_mlp_only"] = dict(
+            moe_intermediate_size=int(src["moe_intermediate_size"] * 1.7)
+        )
+    if src["shared_expert_intermediate_size"]:
+        cases["shared_expert_only"] = dict(shared_expert_intermediate_size=100)
+    moe_mlp = src["moe_intermediate_size"] and dict(moe_intermediate_size=70)
+    cases["everything_moe"] = dict(
+        hidden_size=96, num_layers=3, num_experts=2 * experts, **(moe_mlp or {})
+    )
     return cases
 
 
@@ -169,6 +201,10 @@ BASE_MODELS = {
     "qwen2": "Qwen2Model",
     "qwen3": "Qwen3Model",
     "mixtral": "MixtralModel",
+    "qwen2_moe": "Qwen2MoeModel",
+    "qwen3_moe": "Qwen3MoeModel",
+    "gpt_oss": "GptOssModel",
+    "deepseek_v3": "DeepseekV3Model",
     "gpt_neox": "GPTNeoXModel",
     "phi": "PhiModel",
     "opt": "OPTModel",

@@ -65,19 +65,21 @@ def test_seed_changes_splits_but_not_the_function():
 
 
 def _first_mlp_producer(model):
-    """The first layer's weight whose axis writes the MLP space, and that axis."""
+    """The first layer's weight whose axis writes the MLP space, that axis, and the
+    channels of one MLP unit (2 for gpt-oss's interleaved [gate_j, up_j] pairs)."""
     from lemonkit.tables import table_for
     from lemonkit.tables.format import Out
 
     table = table_for(model.config.model_type)
+    units = {"mlp": 1, **{d.name: d.unit_size for d in table.derived if d.base == "mlp"}}
     params = dict(model.named_parameters())
     for spec in table.tensors:
         for axis, rule in enumerate(spec.axes):
             name = spec.name.replace("{i}", "0")
             space = rule.space if isinstance(rule, Out) else None
             first = space[0] if isinstance(space, tuple) else space  # fused [gate; up]: gate
-            if first == "mlp" and name in params:
-                return params[name], axis
+            if first in units and name in params:
+                return params[name], axis, units[first]
     raise AssertionError("no MLP producer")
 
 
@@ -98,8 +100,9 @@ def test_every_architecture_breaks_symmetry_with_lemon_only(arch):
         inputs = random_inputs(small.config, 2, 8, seed=0)
         out = big(**inputs)
         (out.logits.double() ** 2).mean().backward()
-        weight, axis = _first_mlp_producer(big)
+        weight, axis, unit = _first_mlp_producer(big)
         grad = weight.grad.movedim(axis, 0)  # replicas of unit j: rows j and j + F
-        gaps[method] = float((grad[:f_src] - grad[f_src : 2 * f_src]).norm() / grad[:f_src].norm())
+        f = f_src * unit
+        gaps[method] = float((grad[:f] - grad[f : 2 * f]).norm() / grad[:f].norm())
     assert gaps["net2net"] < 1e-10, gaps
     assert gaps["lemon"] > 1e-4, gaps

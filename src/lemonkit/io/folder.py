@@ -64,7 +64,7 @@ def plan_folder(
     """
     ckpt = Checkpoint.open(src)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
-    return ckpt, plan, decide(plan, ckpt.infos(), out_dtype=dtype)
+    return ckpt, plan, decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
 
 
 def expand_folder(

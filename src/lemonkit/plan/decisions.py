@@ -85,11 +85,14 @@ def decide(
     *,
     out_dtype: torch.dtype | None = None,
     check: bool = True,
+    for_checkpoint: bool = False,
 ) -> list[Decision]:
     """Every target tensor's decision: non-layer tensors first, then each group's layers
     in target order. ``tensors``: each source tensor's dtype and shape (a checkpoint
     header or a state dict). ``out_dtype`` applies to floating-point tensors (default:
-    each source's). ``check``: refuse unknown, misplaced or missing tensors first."""
+    each source's). ``check``: refuse unknown, misplaced or missing tensors first.
+    ``for_checkpoint``: the target is saved for ``from_pretrained`` (tensors the class
+    keeps in float32 are written in float32 at most)."""
     names = list(tensors)
     if check:
         check_names(plan, names)
@@ -108,8 +111,10 @@ def decide(
             for name, spec in per_layer.get((key, s), []):
                 for target in _expert_copies(plan, spec, spec.with_layer(name, t)):
                     walk.append((target, name, spec, group.new[t], t))
-    decisions = [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
-    return [_expert_split(plan, d) for d in decisions]
+    decisions = [
+        _expert_split(plan, _decision(plan, tensors, present, out_dtype, *w)) for w in walk
+    ]
+    return [_as_loaded(d) for d in decisions] if for_checkpoint else decisions
 
 
 def _expert_copies(plan: ExpansionPlan, spec: Tensor, name: str) -> list[str]:
@@ -181,6 +186,14 @@ def _decision(
         embedding_ratio=bool(plan.table.embed_scale_sqrt_hidden) and _is_embedding(plan, spec),
         norm_scale=_norm_scale(plan, spec, axes, d.dtype),
     )
+
+
+def _as_loaded(d: Decision) -> Decision:
+    """A tensor the class keeps in float32 is written in float32 at most: from_pretrained
+    rounds it so, and its splits must be exact in that dtype."""
+    if d.spec.kept_float32 and d.dtype.is_floating_point and d.dtype.itemsize > 4:
+        return replace(d, dtype=torch.float32)
+    return d
 
 
 def _effective_axes(plan: ExpansionPlan, spec: Tensor) -> tuple[AxisRule, ...]:

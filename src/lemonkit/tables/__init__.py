@@ -7,11 +7,14 @@ format), add it to ``BUILT_IN`` below, and a random-model builder to
 
 from lemonkit.errors import UnsupportedModelError
 from lemonkit.tables.bert import BERT
+from lemonkit.tables.deepseek import DEEPSEEK_V3
 from lemonkit.tables.format import ArchTable
 from lemonkit.tables.gpt2 import GPT2
+from lemonkit.tables.gpt_oss import GPT_OSS
 from lemonkit.tables.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, OLMO2, QWEN3
 from lemonkit.tables.neox import GPT_NEOX, PHI
 from lemonkit.tables.opt import OPT
+from lemonkit.tables.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from lemonkit.tables.resnet import RESNET
 from lemonkit.tables.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.tables.vit import VIT
@@ -21,6 +24,10 @@ BUILT_IN: tuple[ArchTable, ...] = (
     LLAMA,
     QWEN3,
     MIXTRAL,
+    QWEN2_MOE,
+    QWEN3_MOE,
+    GPT_OSS,
+    DEEPSEEK_V3,
     GEMMA,
     GEMMA2,
     OLMO2,

@@ -84,6 +84,9 @@ class Tensor:
     save one tensor per expert): ``Out(EXPERTS)`` for what each copy of an expert copies
     (gate and up), ``In(EXPERTS)`` for what writes the expert's output (down), which the
     copies of an expert share (see :func:`lemonkit.engine.rules.expert_piece`).
+    ``kept_float32``: the class keeps it in float32 whatever the checkpoint's dtype
+    (``_keep_in_fp32_modules_strict``): written in float32 at most, so that its splits
+    are exact in the dtype the model computes with.
     ``post_ln``: Post-LN depth by "moving the affine" (NOTES.md 6): ``"inner"`` marks a
     block's norm after attention (identity in new blocks), ``"out"`` its output norm
     (identity when a new block follows; a new block ending a run of new blocks takes the
@@ -100,6 +103,7 @@ class Tensor:
     group: str | None = None  # a layer group with its own layer map (a CNN stage; default
     # "layers", the Transformer's blocks)
     per_expert: Out | In | None = None
+    kept_float32: bool = False  # transformers holds it in float32 (DeepSeek's router)
 
     @property
     def per_layer(self) -> bool:

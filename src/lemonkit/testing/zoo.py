@@ -73,6 +73,57 @@ def mixtral(**kw):
     return _llama_like(tf.MixtralConfig, tf.MixtralForCausalLM, **kw)
 
 
+def qwen2_moe(**kw):
+    """Layer 0 dense (mlp_only_layers), the others MoE with a shared expert; top-k weights
+    not renormalised (the family's default)."""
+    kw = {"moe_intermediate_size": 48, "shared_expert_intermediate_size": 80, **kw}
+    kw.update(num_experts=4, num_experts_per_tok=2, mlp_only_layers=[0])
+    return _llama_like(tf.Qwen2MoeConfig, tf.Qwen2MoeForCausalLM, **kw)
+
+
+def qwen3_moe(**kw):
+    """Every other layer MoE (decoder_sparse_step 2), top-k weights renormalised."""
+    kw = {"head_dim": 16, "moe_intermediate_size": 48, **kw}
+    kw.update(num_experts=4, num_experts_per_tok=2, decoder_sparse_step=2, norm_topk_prob=True)
+    return _llama_like(tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, **kw)
+
+
+def gpt_oss(mlp=48, **kw):
+    kw = {"head_dim": 16, "sliding_window": 4, **kw}
+    kw.update(num_local_experts=4, num_experts_per_tok=2)
+    kw.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 10000.0})
+    model = _llama_like(tf.GptOssConfig, tf.GptOssForCausalLM, mlp=mlp, **kw)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.sinks.normal_()  # sinks that matter
+    return model
+
+
+def deepseek_v3(heads=4, **kw):
+    """MLA with q and kv LoRA latents, one dense block first, 8 routed experts in 4
+    groups (2 chosen), one shared expert, a random correction bias."""
+    kw.pop("kv", None)  # MLA: the key/value heads are the heads
+    kw = {"moe_intermediate_size": 32, **kw}
+    kw.update(
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        q_lora_rank=24,
+        kv_lora_rank=16,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=8,
+        v_head_dim=12,
+    )
+    model = _llama_like(tf.DeepseekV3Config, tf.DeepseekV3ForCausalLM, kv=heads, heads=heads, **kw)
+    with torch.no_grad():
+        for layer in model.model.layers[1:]:
+            layer.mlp.gate.e_score_correction_bias.normal_(0.0, 0.1)
+    return model
+
+
 def gemma(**kw):
     kw.setdefault("head_dim", 16)  # Gemma's config default is 256
     return _llama_like(tf.GemmaConfig, tf.GemmaForCausalLM, **kw)
@@ -132,6 +183,10 @@ BUILDERS = {
     "qwen2": qwen2,
     "qwen3": qwen3,
     "mixtral": mixtral,
+    "qwen2_moe": qwen2_moe,
+    "qwen3_moe": qwen3_moe,
+    "gpt_oss": gpt_oss,
+    "deepseek_v3": deepseek_v3,
     "gpt_neox": gpt_neox,
     "phi": phi,
     "opt": opt,

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from lemonkit.errors import CheckpointError
 from lemonkit.io.checkpoint import Checkpoint
+from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.tables import model_class
 from lemonkit.tables.format import ArchTable
 from lemonkit.verification.compare import VerifyReport, verify
@@ -69,7 +70,7 @@ def verify_blockwise(
     for i in tqdm(range(n_src), desc="verify blocks", disable=not progress):
         made_from_i = runs[i]
         small = slice_model(source, table, [i], ids, dtype=source_dtype)
-        big = slice_model(target, table, made_from_i, ids)
+        big = slice_model(target, target.table(), made_from_i, ids)  # upcycled: its own
         report = verify(small, big, seed=seed + i, tol_fp64=tol_fp64)
         blocks.append({"source_layer": i, "target_layers": made_from_i, **report.to_json()})
         del small, big
@@ -130,11 +131,8 @@ def slice_model(
     whatever conversions transformers applies to saved names apply to it too.
     """
     config = copy.deepcopy(ckpt.config)
+    remap_layer_config(config, table, layers, getattr(config, table.config.layers))
     setattr(config, table.config.layers, len(layers))
-    for key in table.config.per_layer:
-        value = getattr(config, key, None)
-        if isinstance(value, list):
-            setattr(config, key, [value[i] for i in layers])
     if ids is not None:
         config.vocab_size = len(ids)
         for key in ("pad_token_id", "bos_token_id", "eos_token_id"):

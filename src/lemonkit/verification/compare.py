@@ -238,8 +238,19 @@ EAGER_FLOAT64 = "lemonkit_eager_float64"
 
 
 def _eager_attention_float64(
-    module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None, **kw
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout=0.0,
+    scaling=None,
+    softcap=None,
+    s_aux=None,
+    **kw,
 ):
+    """Eager attention in the input dtype; ``s_aux``: attention sinks (gpt-oss), one
+    extra logit per head that takes part in the softmax and is then dropped."""
     n_rep = query.shape[1] // key.shape[1]
     key, value = key.repeat_interleave(n_rep, dim=1), value.repeat_interleave(n_rep, dim=1)
     scaling = module.head_dim**-0.5 if scaling is None else scaling
@@ -248,7 +259,11 @@ def _eager_attention_float64(
         weights = torch.tanh(weights / softcap) * softcap
     if attention_mask is not None:
         weights = weights + attention_mask[:, :, :, : key.shape[-2]]
-    weights = torch.softmax(weights, dim=-1)
+    if s_aux is not None:
+        sinks = s_aux.reshape(1, -1, 1, 1).expand(*weights.shape[:-1], 1)
+        weights = torch.softmax(torch.cat([weights, sinks.to(weights.dtype)], dim=-1), -1)[..., :-1]
+    else:
+        weights = torch.softmax(weights, dim=-1)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 

@@ -16,7 +16,7 @@ from lemonkit.errors import (
     LemonkitError,
     UnsupportedModelError,
 )
-from lemonkit.module import expand
+from lemonkit.module import expand, upcycle
 from lemonkit.plan import ExpansionPlan, Options, Targets, make_plan
 from lemonkit.recipe.ki import ki_alpha, ki_loss
 from lemonkit.recipe.schedule import get_lemon_schedule
@@ -94,5 +94,6 @@ __all__ = [
     "make_plan",
     "supported_model_types",
     "table_for",
+    "upcycle",
     "verify",
 ]

@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from lemonkit.engine import expand_state_dict
-from lemonkit.plan import ExpansionPlan
-from lemonkit.tables import table_for
+from lemonkit.engine import expand_state_dict, iter_expanded
+from lemonkit.plan import ExpansionPlan, make_plan
+from lemonkit.tables import model_class, table_for
 
 
 def expand(
@@ -51,6 +52,56 @@ def expand(
         **growth,
     )
     big = build_model(type(model), plan.target_config, state)
+    big.train(model.training)
+    return (big, plan) if return_plan else big
+
+
+def upcycle(
+    model: torch.nn.Module,
+    to: str,
+    *,
+    num_experts: int,
+    num_experts_per_tok: int,
+    seed: int = 0,
+    return_plan: bool = False,
+    **growth: Any,
+) -> torch.nn.Module | tuple[torch.nn.Module, ExpansionPlan]:
+    """Dense -> mixture of experts: ``to`` is ``"mixtral"`` (from Llama or Mistral),
+    ``"qwen2_moe"`` (from Qwen2) or ``"qwen3_moe"`` (from Qwen3). Every expert is a copy
+    of the dense MLP, the router is random (seeded), and the top-k weights are
+    renormalised (Qwen: ``norm_topk_prob`` set to True), so the result computes exactly
+    the dense model's function; the experts separate once trained, as the router sends
+    them different tokens. Qwen2-MoE's shared expert starts with its down projection at
+    zero. ``growth``: the sizes and options of :func:`expand`, applied in the same call
+    (``intermediate_size`` is the dense MLP's, which every expert copies).
+
+    This is the one place where lemonkit changes the class (``LlamaForCausalLM`` ->
+    ``MixtralForCausalLM``); the source is not modified.
+
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> dense = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_attention_heads=2,
+    ...     num_hidden_layers=1, intermediate_size=48, vocab_size=50))
+    >>> moe = upcycle(dense, "mixtral", num_experts=4, num_experts_per_tok=2, hidden_size=48)
+    >>> type(moe).__name__, moe.config.num_local_experts, moe.config.hidden_size
+    ('MixtralForCausalLM', 4, 48)
+    """
+    from lemonkit.engine.upcycle import upcycled_source
+    from lemonkit.plan.upcycle import Upcycle, upcycle_growth
+
+    request = Upcycle(to, num_experts, num_experts_per_tok, seed)
+    headless = type(model).__name__ in table_for(model.config.model_type).base_classes
+    source = upcycled_source(
+        model.state_dict(),
+        model.config,
+        request,
+        headless=headless,
+        dense_class=type(model).__name__,
+    )
+    growth = upcycle_growth(request, growth)
+    plan = make_plan(source.config, base_model=headless, seed=seed, **growth)
+    plan = replace(plan, upcycle=source.record)
+    state = dict(iter_expanded(source, plan, infos=source.infos(), compute_dtype=torch.float64))
+    big = build_model(model_class(plan.target_config), plan.target_config, state)
     big.train(model.training)
     return (big, plan) if return_plan else big
 

@@ -1,4 +1,4 @@
-"""``lemonkit`` command line: expand, verify, plan, list.
+"""``lemonkit`` command line: expand, upcycle, verify, plan, list.
 
 Every lemonkit error becomes one line on stderr and a non-zero exit (2), never a
 traceback; ``--quiet`` silences progress bars and results.
@@ -6,6 +6,7 @@ traceback; ``--quiet`` silences progress bars and results.
 Example::
 
     lemonkit expand small/ big/ --hidden-size 768 --num-layers 12
+    lemonkit upcycle llama/ moe/ --to mixtral --num-experts 8 --experts-per-token 2
     lemonkit verify small/ big/
 """
 
@@ -84,17 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("src")
     e.add_argument("out")
     _add_targets(e)
-    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    e.add_argument("--max-shard-size", default="5GB", help="e.g. 500MB, 5GB (default 5GB)")
-    e.add_argument("--dtype", choices=sorted(DTYPES), help="output dtype (default: source's)")
-    e.add_argument(
-        "--precision",
-        choices=["float32", "float64"],
-        help="arithmetic dtype (default: float64 for float64 sources, else float32)",
-    )
-    e.add_argument("--no-verify", action="store_true", help="skip the verification")
-    e.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+    _add_output_options(e)
     e.set_defaults(func=cmd_expand)
+
+    u = sub.add_parser(
+        "upcycle",
+        help="dense -> mixture of experts (every expert a copy of the MLP), exact; the one "
+        "command that changes the class",
+    )
+    u.add_argument("src")
+    u.add_argument("out")
+    _add_upcycle(u)
+    _add_targets(u)
+    _add_output_options(u)
+    u.set_defaults(func=cmd_upcycle)
 
     v = sub.add_parser("verify", help="compare a source and an expanded folder")
     v.add_argument("src")
@@ -122,6 +126,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command that writes a folder (expand, upcycle)."""
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--max-shard-size", default="5GB", help="e.g. 500MB, 5GB (default 5GB)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="output dtype (default: source's)")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "float64"],
+        help="arithmetic dtype (default: float64 for float64 sources, else float32)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the verification")
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+
+
+def _add_upcycle(p: argparse.ArgumentParser) -> None:
+    from lemonkit.tables.upcycle import RULES
+
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=list(RULES),
+        help="the MoE family: "
+        + "; ".join(f"{name} (from {', '.join(r.sources)})" for name, r in RULES.items()),
+    )
+    p.add_argument(
+        "--experts-per-token", type=int, required=True, help="top-k: experts each token runs"
+    )
+
+
 def _add_targets(p: argparse.ArgumentParser) -> None:
     """One flag per :class:`Targets` field and per :class:`Options` field."""
     for f in fields(Targets):
@@ -141,6 +174,12 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
         help="where exactness is impossible, do the best approximation and report it; "
         "also allows the lossy baselines (--method aki, --depth stack)",
     )
+    p.add_argument(
+        "--keep-top-k",
+        action="store_true",
+        help="more experts (--num-experts): keep the experts per token instead of "
+        "multiplying them (less compute, lossy: needs --allow-lossy, error reported)",
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -155,7 +194,7 @@ def _growth(args) -> dict:
     return {name: getattr(args, name) for name in TARGET_NAMES + OPTION_NAMES}
 
 
-def cmd_expand(args) -> int:
+def cmd_expand(args, upcycle=None) -> int:
     from lemonkit.io.folder import expand_folder
     from lemonkit.io.writer import parse_size
 
@@ -172,15 +211,28 @@ def cmd_expand(args) -> int:
         compute_dtype=DTYPES.get(args.precision),
         check=not args.no_verify,
         progress=not args.quiet,
+        upcycle=upcycle,
         **_growth(args),
     )
     _say(args, f"wrote {result.out} ({', '.join(result.files)})")
+    if result.plan.upcycle:
+        _say(args, "  upcycled: " + _upcycled_line(result.plan.upcycle))
     _say(args, _sizes_line(result.plan))
     if result.report is not None:
         _say(args, str(result.report))
         if result.plan.lossy_reason:
             _say(args, f"  lossy by request (--allow-lossy): {result.plan.lossy_reason}")
     return 0
+
+
+def cmd_upcycle(args) -> int:
+    """``lemonkit upcycle SRC OUT --to mixtral --num-experts 8 --experts-per-token 2``."""
+    from lemonkit.plan.upcycle import Upcycle
+
+    if args.num_experts is None:
+        raise LemonkitError("upcycle needs --num-experts (the experts of the MoE)")
+    request = Upcycle(args.to, args.num_experts, args.experts_per_token, args.seed)
+    return cmd_expand(args, upcycle=request)
 
 
 def cmd_verify(args) -> int:
@@ -207,6 +259,13 @@ def cmd_list(args) -> int:
 
     _say(args, describe_architectures())
     return 0
+
+
+def _upcycled_line(record: dict) -> str:
+    return (
+        f"{record['class']}, {record['num_experts']} experts (copies of the MLP), "
+        f"{record['experts_per_token']} per token; exact because {record['exact_because']}"
+    )
 
 
 def _sizes_line(plan) -> str:

@@ -64,9 +64,12 @@ def iter_expanded(
     *,
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
+    infos: Mapping[str, tuple[torch.dtype, tuple[int, ...]]] | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
-    infos = {name: (t.dtype, tuple(t.shape)) for name, t in state_dict.items()}
+    """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping, and
+    ``infos`` its dtypes and shapes (read from its tensors when not given)."""
+    if infos is None:
+        infos = {name: (t.dtype, tuple(t.shape)) for name, t in state_dict.items()}
     for d in decide(plan, infos, out_dtype=out_dtype):
         donor = state_dict[d.donor] if d.donor else None
         yield d.name, expand_tensor(plan, d, state_dict[d.source], donor, compute_dtype)

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from lemonkit.io.files import (
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
+from lemonkit.plan.upcycle import Upcycle, upcycle_growth
 from lemonkit.verification.compare import VerifyReport
 from lemonkit.verification.folders import verify_folders
 
@@ -54,17 +55,34 @@ class FolderResult:
 
 
 def plan_folder(
-    src: str | Path, *, dtype: torch.dtype | None = None, **growth
+    src: str | Path, *, dtype: torch.dtype | None = None, upcycle: Upcycle | None = None, **growth
 ) -> tuple[Checkpoint, ExpansionPlan, list[Decision]]:
     """Open ``src``, make the plan and decide every target tensor (names and shapes
     checked, no weight read). ``dtype``: the output dtype of floating-point tensors.
+    ``upcycle``: expand the mixture of experts the dense checkpoint upcycles to.
 
     Returns the checkpoint, the plan and every target tensor's decision (a tied head's
     has ``saved=False``: ``transformers`` does not save it).
     """
     ckpt = Checkpoint.open(src)
+    if upcycle is not None:
+        ckpt, growth = _upcycled(ckpt, upcycle, growth)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
+    if upcycle is not None:
+        plan = replace(plan, upcycle=ckpt.record)
     return ckpt, plan, decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
+
+
+def _upcycled(ckpt: Checkpoint, upcycle: Upcycle, growth: dict):
+    """The dense checkpoint as the MoE it upcycles to (one tensor per expert, as the MoE
+    class saves them), and the growth for it."""
+    from lemonkit.engine.upcycle import upcycled_source
+
+    headless = ckpt.is_headless()
+    source = upcycled_source(
+        ckpt, ckpt.config, upcycle, infos=ckpt.infos(), stacked=False, headless=headless
+    )
+    return source, upcycle_growth(upcycle, {**growth, "seed": upcycle.seed})
 
 
 def expand_folder(
@@ -77,13 +95,15 @@ def expand_folder(
     compute_dtype: torch.dtype | None = None,
     check: bool = True,
     progress: bool = True,
+    upcycle: Upcycle | None = None,
     **growth,
 ) -> FolderResult:
-    """Expand the model in folder ``src`` into a new folder ``out`` (atomically)."""
+    """Expand the model in folder ``src`` into a new folder ``out`` (atomically);
+    ``upcycle``: a dense model becomes the mixture of experts it asks for first."""
     src, out = Path(src).resolve(), Path(out).resolve()
     _check_paths(src, out, force)
     check_sentence_transformers(src)
-    ckpt, plan, decisions = plan_folder(src, dtype=dtype, **growth)
+    ckpt, plan, decisions = plan_folder(src, dtype=dtype, upcycle=upcycle, **growth)
     decisions = [d for d in decisions if d.saved]
     entries = [d.entry for d in decisions]
     _remove_stale_temporaries(out)

@@ -43,6 +43,7 @@ class ExpansionPlan:
     options: Options
     tied: bool  # the head is tied to the input embedding
     lossy_reason: str | None = None
+    upcycle: dict | None = None  # a dense model upcycled to this MoE first (plan.upcycle)
 
     @property
     def seed(self) -> int:
@@ -135,6 +136,7 @@ class ExpansionPlan:
             "depth_rule": self.depth_rule.note,
             "options": asdict(self.options),
             **({"experts": experts_record(self)} if self.table.experts else {}),
+            **({"upcycle": self.upcycle} if self.upcycle else {}),
         }
 
 

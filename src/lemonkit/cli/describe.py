@@ -27,6 +27,9 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
         text += "; tied to the embedding (not saved)"
     if d.donor:
         text += f"; new units from {d.donor} (AKI)"
+    if d.expert_copy:
+        rank, copies = d.expert_copy
+        text += f"; copy {rank + 1} of {copies} of its expert (the copies split its output)"
     return text
 
 
@@ -101,13 +104,46 @@ def exactness(table: ArchTable) -> list[str]:
         lines.append("heads: grow with the hidden size, group size kept (dead-head layout)")
     else:
         kv = ", KV heads (group-aware)" if table.config.kv_heads else ""
-        lines.append(f"heads{kv}, MLP: exact")
+        own = " (on their own: KV heads are the heads)" if table.config.also_heads else ""
+        lines.append(f"heads{kv}{own}, MLP: exact")
     if any(t.post_ln for t in table.tensors):
         lines.append("layers: exact up to O(layer_norm_eps) (Post-LN: the affine moves)")
     else:
         lines.append("layers: exact (new blocks output zero)")
     if table.fixed_eps:
         lines.append("norm eps kept: the stream is scaled by 1/eta instead")
+    return lines + _expert_lines(table)
+
+
+def _expert_lines(table: ArchTable) -> list[str]:
+    """What grows exactly in a mixture of experts, and where it can be upcycled from."""
+    from lemonkit.tables.upcycle import RULES
+
+    ex = table.experts
+    if ex is None:
+        into = [
+            f"{', '.join(sorted(set(r.sources) & set(table.model_types)))} -> {to}"
+            for to, r in RULES.items()
+            if set(r.sources) & set(table.model_types)
+        ]
+        return [f"upcycle to an MoE (lemonkit upcycle, exact): {'; '.join(into)}"] if into else []
+    dense = f" (dense blocks: {table.config.mlp})" if table.dense_layers else ""
+    lines = [f"expert MLP: {ex.mlp or table.config.mlp}{dense}"]
+    if ex.shared_mlp:
+        lines.append(f"shared expert: {ex.shared_mlp}")
+    elif ex.shared_experts:
+        lines.append(f"shared experts: {ex.shared_experts} x {ex.mlp}")
+    groups = "; expert groups x m" if ex.scaled else ""
+    lines.append(
+        "more experts (num_experts): exact at multiples m (copies with their router rows; "
+        f"experts per token x m, so m x the expert FLOPs per token{groups}); "
+        "--keep-top-k keeps them: lossy"
+    )
+    if table.dense_layers:
+        lines.append("dense blocks (no experts) follow their source block under depth growth")
+    rule = RULES.get(table.model_types[0])
+    if rule:
+        lines.append(f"upcycle from {', '.join(rule.sources)}: lemonkit upcycle --to {rule.to}")
     return lines
 
 

@@ -78,13 +78,14 @@ def expand_in(
         return t
     out = gather(t, axis, space.channel_sources())
     runs = split_runs(space)
+    if space.diluted:
+        return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype)
     taken = None
     u_shape = list(t.shape)
     u_shape[axis] = 1
     u = None
     for start, first, n, rank, count in runs:
         part = out.narrow(axis, start, n)
-        gain = count if space.diluted else 1  # the model weighs each copy 1/count
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
@@ -93,20 +94,69 @@ def expand_in(
         elif count == 1:
             continue
         elif split == "equal":
-            part.mul_(gain / count)
+            part.mul_(1.0 / count)
         elif rank < count - 1:
             if u is None:
                 u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
                 taken = torch.zeros_like(t)
             v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
             share = (u * v).add_(1.0).div_(count)
-            part.mul_(gain)
             piece = snap_to_grid(part * share, part, storage or t.dtype)
             part.copy_(piece)
             taken.narrow(axis, first, n).add_(piece)
         else:
-            part.copy_(t.narrow(axis, first, n) * gain - taken.narrow(axis, first, n))
+            part.copy_(t.narrow(axis, first, n) - taken.narrow(axis, first, n))
     return out
+
+
+def _split_diluted(
+    t: torch.Tensor,
+    out: torch.Tensor,
+    axis: int,
+    runs: list,
+    split: str,
+    gen: torch.Generator,
+    storage: torch.dtype,
+) -> torch.Tensor:
+    """Copies that the model weighs 1/count each (a softmax router's copies of an
+    expert): they must sum to count x the source, so each is the source plus a deviation,
+    the deviations summing to zero. ``lemon``: copy j deviates by ``t u v_j / (count-1)``
+    (u per element, v per copy, both U(-0.7, 0.7)), the last copy by minus the others'
+    sum, every deviation on the grid of the element's last bit in ``storage``. An element
+    whose copies would not all stay below the top of its binade (where that grid is no
+    longer representable) keeps plain copies, so every stored copy is exact and the
+    copies sum to count x t exactly in any dtype. ``equal``: plain copies (Net2Net)."""
+    if split == "equal":
+        return out
+    u_shape = list(t.shape)
+    u_shape[axis] = 1
+    u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+    taken, bad = torch.zeros_like(t), torch.zeros_like(t, dtype=torch.bool)
+    top = 2 * _binade(t).clamp(min=torch.finfo(storage).smallest_normal)
+    for start, first, n, rank, count in runs:
+        if first < 0 or count == 1:
+            continue
+        src = t.narrow(axis, first, n)
+        if rank < count - 1:
+            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            delta = snap_to_grid(src * u * v / (count - 1), src, storage)
+            taken.narrow(axis, first, n).add_(delta)
+        else:
+            delta = -taken.narrow(axis, first, n)
+        piece = src + delta
+        bad.narrow(axis, first, n).logical_or_(piece.abs() >= top.narrow(axis, first, n))
+        out.narrow(axis, start, n).copy_(piece)
+    for start, first, n, _, count in runs:
+        if first >= 0 and count > 1:
+            part = out.narrow(axis, start, n)
+            part.copy_(torch.where(bad.narrow(axis, first, n), t.narrow(axis, first, n), part))
+    return out
+
+
+def _binade(t: torch.Tensor) -> torch.Tensor:
+    """2^e with 2^e <= |t| < 2^(e+1), elementwise (0 for 0)."""
+    _, mask, int_type = _FLOAT_BITS[t.dtype]
+    return torch.bitwise_and(t.contiguous().view(int_type), mask).view(t.dtype)
 
 
 def expert_piece(

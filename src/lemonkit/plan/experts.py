@@ -162,12 +162,11 @@ def experts_record(plan) -> dict | None:
         return None
     k_src = getattr(plan.source_config, ex.top_k)
     k_tgt = getattr(plan.target_config, ex.top_k)
-    m = copies(plan.source, plan.target)
     return {
         "num_experts": [plan.source.num_experts, plan.target.num_experts],
         "experts_per_token": [k_src, k_tgt],
         "copies_weighted": "1/m each (softmax router or renormalised top-k)"
         if plan.maps[EXPERTS].diluted
         else "kept (sigmoid scores, not renormalised)",
-        "compute": f"expert FLOPs per token x {k_tgt / k_src:g}" if m > 1 else "unchanged",
+        "compute": f"expert FLOPs per token x {k_tgt / k_src:g}" if k_tgt != k_src else "unchanged",
     }

@@ -101,11 +101,79 @@ def measure_resnet() -> str:
     )
 
 
+# mixtures of experts (sources: 4 experts, 2 per token; DeepSeek 8 in 4 groups)
+MOE_ARCHS = ("mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "deepseek_v3")
+MOE_KINDS: dict[str, dict] = {
+    "experts x2": dict(experts=2),
+    "experts x3, 64->96": dict(experts=3, hidden_size=96),
+    "expert MLP x1.5": dict(expert_mlp=1.5),
+    "experts x2, 64->96, 2->3 layers": dict(experts=2, hidden_size=96, num_layers=3),
+    "experts x2, keep top-k (lossy)": dict(experts=2, keep_top_k=True, allow_lossy=True),
+}
+UPCYCLE_PAIRS = (("llama", "mixtral"), ("mistral", "mixtral"), ("qwen2", "qwen2_moe"))
+UPCYCLE_PAIRS += (("qwen3", "qwen3_moe"),)
+UPCYCLE_KINDS: dict[str, dict] = {
+    "8 experts, 2 per token": {},
+    "+ 64->96, 2->3 layers, FFN x1.5": dict(hidden_size=96, num_layers=3, intermediate_size=144),
+}
+
+
+def _moe_targets(model, kind: dict) -> dict:
+    from lemonkit.plan.experts import expert_source
+
+    kind = dict(kind)
+    src = expert_source(model.config, lemonkit.table_for(model.config.model_type))
+    if "experts" in kind:
+        kind["num_experts"] = kind.pop("experts") * src["num_experts"]
+    factor = kind.pop("expert_mlp", None)
+    if factor and src["moe_intermediate_size"]:
+        kind["moe_intermediate_size"] = int(src["moe_intermediate_size"] * factor)
+    elif factor:
+        kind["intermediate_size"] = int(mlp_size(model) * factor)
+    return kind
+
+
+def _cell(small, big) -> str:
+    report = lemonkit.verify(small, big)
+    return f"{report.rel_error_fp64:.0e} / {report.rel_error_fp32:.0e}"
+
+
+def measure_moe() -> str:
+    """The mixtures of experts' table: more experts, their MLP, width and depth."""
+    lines = ["| model type | " + " | ".join(MOE_KINDS) + " |", "|---|" + "---|" * len(MOE_KINDS)]
+    for arch in MOE_ARCHS:
+        small = build(arch, dtype=torch.float64)
+        cells = [
+            _cell(small, lemonkit.expand(small, **_moe_targets(small, k)))
+            for k in MOE_KINDS.values()
+        ]
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def measure_upcycle() -> str:
+    """Dense -> MoE upcycling, alone and with growth in the same call."""
+    lines = ["| dense -> MoE | " + " | ".join(UPCYCLE_KINDS) + " |"]
+    lines.append("|---|" + "---|" * len(UPCYCLE_KINDS))
+    for dense, to in UPCYCLE_PAIRS:
+        small = build(dense, dtype=torch.float64)
+        cells = [
+            _cell(small, lemonkit.upcycle(small, to, num_experts=8, num_experts_per_tok=2, **k))
+            for k in UPCYCLE_KINDS.values()
+        ]
+        lines.append(f"| {dense} -> {to} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     print("Relative error ||big(x) - small(x)|| / ||small(x)|| on random inputs, float64 / float32")
     print(to_markdown(measure()))
     print()
     print(measure_resnet())
+    print()
+    print(measure_moe())
+    print()
+    print(measure_upcycle())
 
 
 if __name__ == "__main__":

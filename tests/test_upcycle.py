@@ -118,6 +118,7 @@ def test_upcycle_through_the_cli_writes_what_the_moe_class_saves(tmp_path, capsy
     record = json.loads((out / "lemonkit.json").read_text())
     assert record["plan"]["upcycle"]["num_experts"] == 8 and record["verification"]["ok"]
     assert main(["-q", "verify", str(src), str(out)]) == 0
+    assert main(["-q", "verify", "--blockwise", str(src), str(out)]) == 0  # each its own table
     prompt = torch.randint(1, 97, (2, 5), generator=torch.Generator().manual_seed(3))
     kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
     with torch.no_grad():

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -38,10 +39,11 @@ def expand(
     symmetry breaking). Staged CNNs (ResNet) take per-stage ``hidden_sizes`` and
     ``depths`` and ``embedding_size``.
 
-    Growth baselines (not lossless; ``plan.lossy_reason`` says so): ``method="aki"``
-    (bert2BERT-AKI: equal splits, new units' fan-in from the next layer) and
-    ``depth="stack"`` (StackBERT: default layer map ``[i % L_src]``, new blocks' branches
-    kept). ``depth="zero"`` (default) zeroes new blocks' branch outputs: lossless.
+    Growth baselines (not lossless, so they need ``allow_lossy=True``; ``plan.lossy_reason``
+    says why): ``method="aki"`` (bert2BERT-AKI: equal splits, new units' fan-in from the
+    next layer) and ``depth="stack"`` (StackBERT: default layer map ``[i % L_src]``, new
+    blocks' branches kept). ``depth="zero"`` (default) zeroes new blocks' branch outputs:
+    lossless.
     """
     table = table_for(model.config.model_type)
     state, plan = expand_state_dict(
@@ -51,7 +53,7 @@ def expand(
         compute_dtype=torch.float64,
         **growth,
     )
-    big = build_model(type(model), plan.target_config, state)
+    big = build_model(type(model), copy.deepcopy(plan.target_config), state)
     big.train(model.training)
     return (big, plan) if return_plan else big
 
@@ -100,8 +102,8 @@ def upcycle(
     growth = upcycle_growth(request, growth)
     plan = make_plan(source.config, base_model=headless, seed=seed, **growth)
     plan = replace(plan, upcycle=source.record)
-    state = dict(iter_expanded(source, plan, infos=source.infos(), compute_dtype=torch.float64))
-    big = build_model(model_class(plan.target_config), plan.target_config, state)
+    state = dict(iter_expanded(source, plan, compute_dtype=torch.float64))
+    big = build_model(model_class(plan.target_config), copy.deepcopy(plan.target_config), state)
     big.train(model.training)
     return (big, plan) if return_plan else big
 

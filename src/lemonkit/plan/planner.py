@@ -122,6 +122,7 @@ class ExpansionPlan:
             "seed": self.seed,
             "source_sizes": self.source.given(),
             "target_sizes": self.target.given(),
+            "head_dim": self.head_dim,
             "tied_embeddings": self.tied,
             "layer_map": self.layer_map,
             "stage_layer_maps": stages,
@@ -163,9 +164,9 @@ def make_plan(
     ``allow_lossy``, and then recorded in ``lossy_reason``.
     """
     if growth:
-        extra_targets, extra_options = split_growth(growth)
-        targets = targets or extra_targets
-        options = options or extra_options
+        if targets is not None or options is not None:
+            raise TypeError("give Targets/Options or their fields as keywords, not both")
+        targets, options = split_growth(growth)
     targets, options = targets or Targets(), options or Options()
     method, depth = width(options.method), depth_rule(options.depth)
     table = _table(config, base_model)
@@ -179,8 +180,8 @@ def make_plan(
         )
     src = layout.source(config, table)
     tgt = layout.target(table, config, src, targets)
-    maps = layout.spaces(table, config, src, tgt)
     groups = layout.groups(src, tgt, targets, depth)
+    maps = layout.spaces(table, config, src, tgt)
     for field_name, value, why in table.requires:
         if getattr(config, field_name, value) != value:
             raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")

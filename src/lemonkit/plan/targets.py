@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lemonkit.plan.methods import DEPTHS, METHODS
+
 INT = "int"
 INT_LIST = "int list"
 
@@ -60,17 +62,30 @@ class Targets:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def _option(default: Any, help: str, rows: dict | None = None) -> Any:
+    """An option: its default, its help, and for a named operator the table of choices."""
+    return field(default=default, metadata={"help": help, "rows": rows})
+
+
 @dataclass(frozen=True)
 class Options:
     """How to grow: the seed of every random choice, the width method, the depth rule
     (rows of :mod:`lemonkit.plan.methods`), whether a lossy result may be written, and
     whether more experts keep the experts per token (lossy) instead of multiplying them."""
 
-    seed: int = 0
-    method: str = "lemon"
-    depth: str = "zero"
-    allow_lossy: bool = False
-    keep_top_k: bool = False  # more experts: keep experts per token (lossy, needs allow_lossy)
+    seed: int = _option(0, "seed of every random choice (splits, extra units)")
+    method: str = _option("lemon", "width method", METHODS)
+    depth: str = _option("zero", "depth rule", DEPTHS)
+    allow_lossy: bool = _option(
+        False,
+        "where exactness is impossible, do the best approximation and report it; also "
+        "allows the lossy baselines (--method aki, --depth stack)",
+    )
+    keep_top_k: bool = _option(
+        False,
+        "more experts (--num-experts): keep the experts per token instead of multiplying "
+        "them (less compute, lossy: needs --allow-lossy, error reported)",
+    )
 
 
 TARGET_NAMES = tuple(f.name for f in fields(Targets))

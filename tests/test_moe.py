@@ -189,6 +189,8 @@ def test_more_experts_through_the_cli_with_the_saved_names(arch, tmp_path):
     small = build(arch, dtype=torch.float32)
     small.save_pretrained(src)
     args = ["-q", "expand", str(src), str(out), "--num-experts", "8", "--hidden-size", "96"]
+    if arch == "qwen2_moe":
+        args += ["--moe-intermediate-size", "64"]
     assert main(args) == 0
     with safe_open(out / "model.safetensors", "pt") as f:
         names = set(f.keys())
@@ -198,6 +200,8 @@ def test_more_experts_through_the_cli_with_the_saved_names(arch, tmp_path):
         assert "model.layers.1.mlp.experts.gate_up_proj" in names
     big = AutoModelForCausalLM.from_pretrained(out)
     assert type(big) is type(small) and _experts(big) == 8
+    if arch == "qwen2_moe":
+        assert big.config.moe_intermediate_size == 64 and big.config.intermediate_size == 96
     assert main(["-q", "verify", str(src), str(out)]) == 0
 
 

@@ -46,19 +46,27 @@ class UpcycledSource(Mapping[str, torch.Tensor]):
         self.seed = seed
         self.record = record  # the provenance: plan.upcycle
         self.headless = headless
+        self._last: tuple[str | None, torch.Tensor | None] = (None, None)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         r = self.recipes[name]
         if r.kind == "copy":
-            return self.dense[r.dense[0]]
+            return self._read(r.dense[0])
         if r.kind == "zeros":
             return torch.zeros(r.shape, dtype=r.dtype)
         if r.kind == "stack":
-            one = torch.cat([self.dense[n] for n in r.dense])
+            one = torch.cat([self._read(n) for n in r.dense])
             return one.unsqueeze(0).expand(r.shape).contiguous()
         gen = torch.Generator().manual_seed(_seed(self.seed, name))
         std = self.config.initializer_range
         return (torch.randn(r.shape, generator=gen, dtype=torch.float32) * std).to(r.dtype)
+
+    def _read(self, name: str) -> torch.Tensor:
+        """A dense tensor; the last one read is kept, as its experts' copies are asked
+        for one after the other (one read from disk, not one per expert)."""
+        if self._last[0] != name:
+            self._last = (name, self.dense[name])
+        return self._last[1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.recipes)

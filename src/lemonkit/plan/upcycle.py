@@ -123,13 +123,15 @@ def upcycled_tensors(
         n: Recipe("copy", (n,), *infos[n]) for n in infos if not any(p.match(n) for p in consumed)
     }
     for i in layers:
+        first = next(prefix + d.replace("{i}", str(i)) for _, s in entries for d in s.dense)
+        dtype = infos[first][0] if first in infos else None  # the dense MLP's
         for pattern, source in entries:
             dense = tuple(prefix + d.replace("{i}", str(i)) for d in source.dense)
             missing = [n for n in dense if n not in infos]
             if missing:
                 raise ImpossibleExpansionError(f"cannot upcycle: the dense MLP lacks {missing[0]}")
             name = prefix + pattern.replace("{i}", str(i))
-            recipe = _recipe(source, dense, infos, config, request, prefix, i)
+            recipe = _recipe(source, dense, infos, config, request, dtype)
             for e in range(request.num_experts) if "{e}" in name else [None]:
                 out[name if e is None else name.replace("{e}", str(e))] = recipe
     return out
@@ -139,8 +141,8 @@ def _pattern(name: str) -> re.Pattern:
     return re.compile("^" + re.escape(name).replace(r"\{i\}", r"(\d+)") + "$")
 
 
-def _recipe(source: Source, dense, infos, config, request: Upcycle, prefix: str, i: int):
-    gate_dtype = infos[f"{prefix}layers.{i}.mlp.gate_proj.weight"][0]
+def _recipe(source: Source, dense, infos, config, request: Upcycle, dtype) -> Recipe:
+    """``dtype``: the dense MLP's, for what is made anew (the router)."""
     if source.kind in ("copy", "zeros"):
         return Recipe(source.kind, dense, *infos[dense[0]])
     if source.kind == "stack":
@@ -148,7 +150,7 @@ def _recipe(source: Source, dense, infos, config, request: Upcycle, prefix: str,
         cols = infos[dense[0]][1][1:]
         return Recipe("stack", dense, infos[dense[0]][0], (request.num_experts, rows, *cols))
     rows = request.num_experts if source.kind == "router" else 1
-    return Recipe(source.kind, (), gate_dtype, (rows, config.hidden_size))
+    return Recipe(source.kind, (), dtype, (rows, config.hidden_size))
 
 
 def upcycle_growth(request: Upcycle, growth: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,11 @@ CAUSAL = [
     "gemma",
     "gemma2",
     "olmo2",
+    "gemma3",
+    "phi3",
+    "smollm3",
+    "granite",
+    "starcoder2",
 ]
 
 

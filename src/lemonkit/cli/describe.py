@@ -18,7 +18,8 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     if d.op == "zero":
         return "zeros (new block: residual branch output starts at 0)"
     if d.op == "identity":
-        return "identity norm (Post-LN depth)"
+        why = "its source layer has none" if d.spec.stand_in else "Post-LN depth"
+        return f"identity norm ({why})"
     if d.op == "keep":
         return "unchanged (integer buffer)"
     text = "; ".join(_axis_text(plan, d, axis, rule) for axis, rule in enumerate(d.axes) if rule)

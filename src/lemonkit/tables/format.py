@@ -80,6 +80,13 @@ class Tensor:
     block's norm after attention (identity in new blocks), ``"out"`` its output norm
     (identity when a new block follows; a new block ending a run of new blocks takes the
     output norm of the original block before it).
+    ``post_branch``: a norm on a residual branch's *output* (Gemma's sandwich norms,
+    Swin-v2's Res-Post-Norm): what it writes is added to the stream, so it carries the
+    stream scale of a fixed-eps model.
+    ``absent_in`` / ``stand_in``: the target layers whose module has no such tensor
+    (ModernBERT's first layer has an ``Identity`` for its attention norm). A copy of a
+    layer that lacks it, placed where the class has one, gets an identity norm shaped
+    like that layer's ``stand_in`` tensor.
     """
 
     name: str
@@ -91,6 +98,9 @@ class Tensor:
     post_ln: str | None = None
     group: str | None = None  # a layer group with its own layer map (a CNN stage; default
     # "layers", the Transformer's blocks)
+    post_branch: bool = False
+    absent_in: tuple[int, ...] = ()
+    stand_in: str | None = None
 
     @property
     def per_layer(self) -> bool:

@@ -27,6 +27,7 @@ from lemonkit.tables.phi3 import PHI3
 from lemonkit.tables.resnet import RESNET
 from lemonkit.tables.roberta_prelayernorm import ROBERTA_PRELAYERNORM
 from lemonkit.tables.starcoder2 import STARCODER2
+from lemonkit.tables.swinv2 import SWINV2
 from lemonkit.tables.vit import VIT
 
 BUILT_IN: tuple[ArchTable, ...] = (
@@ -50,6 +51,7 @@ BUILT_IN: tuple[ArchTable, ...] = (
     BERT,
     MODERNBERT,
     RESNET,
+    SWINV2,
 )
 
 

@@ -143,6 +143,23 @@ class StageFields:
     reduction: int = 4
 
 
+@dataclass(frozen=True)
+class PyramidFields:
+    """A hierarchical vision Transformer's config names (Swin-v2): the first stage's width,
+    which each patch merge multiplies by ``width_mult``, per-stage heads and depths, the
+    MLP ratio, and the derived last-stage width (space names in ``plan/pyramid.py``)."""
+
+    embed_dim: str = "embed_dim"
+    heads: str = "num_heads"
+    depths: str = "depths"
+    mlp_ratio: str = "mlp_ratio"
+    last_width: str = "hidden_size"
+    width_mult: int = 2
+    # blocks are built by their position modulo this (Swin: even blocks attend in windows,
+    # odd ones in shifted windows), so a block must keep its position's residue
+    block_period: int = 2
+
+
 # the field names most transformers configs use
 STANDARD_FIELDS = ConfigFields(
     hidden="hidden_size",
@@ -179,7 +196,8 @@ class ArchTable:
     # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
     # embedding tensor, or None
     embed_scale_sqrt_hidden: str | None = None
-    stages: StageFields | None = None  # a staged CNN (ResNet) instead of one stream
+    # a staged CNN (ResNet) or a hierarchical Transformer (Swin) instead of one stream
+    stages: StageFields | PyramidFields | None = None
     # user-declared models (lemonkit.register): built as model_class(config_class(**json))
     model_class: type | None = None
     config_class: type | None = None
@@ -188,6 +206,7 @@ class ArchTable:
     vocab: tuple[str, ...] = ()  # tensors whose axis 0 is the vocabulary
     # (name on disk, name in the table) where checkpoints use other names than the modules
     aliases: tuple[tuple[str, str], ...] = ()
+    note: str = ""  # one line for ``lemonkit list``: what is special, how it is handled
 
     def base_model(self) -> ArchTable:
         """The table of the headless model: prefix stripped, head tensors dropped."""

@@ -155,6 +155,11 @@ GEMMA3 = replace(
     # rms_norm_eps serves the per-head q/k norms too: eps kept, the stream scaled by 1/eta
     # (the sandwich norms' outputs with it: post_branch)
     fixed_eps=True,
+    note=(
+        "(1 + w) norms, sqrt(hidden) embedding scale, sandwich norms; q/k norms share "
+        "rms_norm_eps, so the stream and the sandwich norms' outputs are scaled by 1/eta; "
+        "layer_types (sliding / full) follow the layer map"
+    ),
 )
 
 SMOLLM3 = replace(
@@ -164,6 +169,7 @@ SMOLLM3 = replace(
     base_classes=("SmolLM3Model",),
     # no_rope_layers: 1 where a layer uses RoPE, 0 for a NoPE layer; follows the layer map
     config=replace(LLAMA.config, per_layer=("layer_types", "no_rope_layers")),
+    note="NoPE layers: no_rope_layers (and layer_types) follow the layer map",
 )
 
 GRANITE = replace(
@@ -174,6 +180,10 @@ GRANITE = replace(
     # embedding_multiplier, residual_multiplier, attention_multiplier and logits_scaling are
     # scalars independent of the width (the attention's replaces head_dim^-0.5, and
     # head_dim is kept): kept as they are, the expansion stays exact
+    note=(
+        "embedding, residual and attention multipliers and logits_scaling are scalars "
+        "independent of the width: kept, exact"
+    ),
 )
 
 OLMO2 = replace(

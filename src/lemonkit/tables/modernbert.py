@@ -95,4 +95,8 @@ MODERNBERT = ArchTable(
         Tensor("decoder.weight", (None, In(HIDDEN)), optional=True),
         Tensor("decoder.bias", (None,), optional=True),
     ),
+    note=(
+        "fused Wqkv, GeGLU Wi; local / global layer_types follow the layer map; copies of "
+        "layer 0 (which has no attention norm) get an identity LayerNorm"
+    ),
 )

@@ -32,4 +32,5 @@ PHI3 = replace(
         Tensor("model.norm.weight", (Gamma(HIDDEN),), tied_head_norm=True),
         Tensor("lm_head.weight", (None, In(HIDDEN)), optional=True),
     ),
+    note="fused qkv_proj [Q; K; V] and gate_up_proj [gate; up], grown segment by segment",
 )

@@ -66,4 +66,5 @@ STARCODER2 = ArchTable(
         *layer_norm(_M + "norm", tied_head_norm=True),
         Tensor("lm_head.weight", (None, In(HIDDEN)), optional=True),
     ),
+    note="LayerNorms with biases (average-filled stream), GELU MLP, biased projections",
 )

@@ -257,3 +257,23 @@ def resnet(dtype=torch.float64, seed: int = 0, **kw):
             if "normalization" in name:
                 p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
     return model
+
+
+def swinv2(dtype=torch.float64, seed: int = 0, randomize_norms: bool = True, **kw):
+    """A random Swin-v2 classifier: 16 x 16 patches of 2 pixels, windows of 4 (stage 0 and
+    stage 1 both shift their windows), norms randomised. Its sizes are per stage:
+    ``embed_dim``, ``num_heads``, ``depths`` (lemonkit grows it through the same names)."""
+    from lemonkit.module import init_like_from_pretrained
+
+    torch.manual_seed(seed)
+    kw = {"embed_dim": 16, "num_heads": [2, 4], "depths": [2, 2], "mlp_ratio": 2.0, **kw}
+    cfg = tf.Swinv2Config(image_size=32, patch_size=2, window_size=4, num_labels=5, **kw)
+    model = init_like_from_pretrained(tf.Swinv2ForImageClassification(cfg).to(dtype).eval())
+    if randomize_norms:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name and p.dim() == 1:
+                    p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+                elif name.endswith("bias"):
+                    p.copy_(torch.randn_like(p) * 0.1)
+    return model

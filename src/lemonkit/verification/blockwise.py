@@ -63,6 +63,11 @@ def verify_blockwise(
     """
     source, target = Checkpoint.open(src), Checkpoint.open(out)
     table = source.table()
+    if table.stages:
+        raise CheckpointError(
+            f"{table.model_types[0]} grows per stage; block-wise verification slices one "
+            "stack of blocks: verify the whole models (--no-blockwise)"
+        )
     layer_map = read_layer_map(Path(out))
     runs = block_runs(layer_map)
     ids = vocab_ids(source.config.vocab_size, vocab_sample, seed) if table.vocab else None

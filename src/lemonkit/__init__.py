@@ -18,6 +18,7 @@ from lemonkit.errors import (
 )
 from lemonkit.module import expand
 from lemonkit.plan import ExpansionPlan, Options, Targets, make_plan
+from lemonkit.plan.methods import DEPTHS, METHODS
 from lemonkit.recipe.ki import ki_alpha, ki_loss
 from lemonkit.recipe.schedule import get_lemon_schedule
 from lemonkit.tables import register, supported_model_types, table_for
@@ -59,6 +60,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEPTHS",
+    "METHODS",
     "HEADS",
     "HIDDEN",
     "KV_HEADS",

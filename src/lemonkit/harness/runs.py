@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import lemonkit
 from lemonkit.harness.errors import HarnessError
 
 # the order of the groups in a report's table
@@ -60,7 +61,6 @@ DEFAULT_SCHEDULE_BASELINES = tuple(f"{b}-default" for b in EXPANSION_BASELINES)
 KI_BASELINES = ("ki-soft", "ki-hard")
 BASELINES = ("lemon-default", *EXPANSION_BASELINES, *DEFAULT_SCHEDULE_BASELINES, *KI_BASELINES)
 # the width methods and depth rules that are not function-preserving
-LOSSY = frozenset({"aki", "stack"})
 
 
 def run_specs(preset: dict) -> list[RunSpec]:
@@ -105,8 +105,11 @@ def _baseline(b: str, seed: int, recipe: dict) -> RunSpec:
 
 
 def is_lossy(spec: RunSpec) -> bool:
-    """Whether the run starts from an expansion that changes the function (aki, stack)."""
-    return spec.method in LOSSY or spec.depth in LOSSY
+    """Whether the run starts from an expansion that changes the function (aki, stack):
+    read from lemonkit's operator tables, the one place that knows."""
+    return bool(
+        lemonkit.METHODS[spec.method].lossy_reason or lemonkit.DEPTHS[spec.depth].lossy_reason
+    )
 
 
 # ---------------------------------------------------------------- names -> methods, labels

@@ -74,7 +74,10 @@ def test_unsupported_model_type_lists_supported(tmp_path):
     out = tmp_path / "out"
     run = _cli("expand", str(path), str(out), "--hidden-size", "96")
     _assert_clean_failure(
-        run, tmp_path, "'t5' is not supported; supported: bert, gemma, gemma2, gpt2", out
+        run,
+        tmp_path,
+        "'t5' is not supported; supported: bert, gemma, gemma2, gemma3_text, gpt2",
+        out,
     )
 
 

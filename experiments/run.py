@@ -18,4 +18,4 @@ from lemonkit.harness.cli import main
 RESULTS = Path(__file__).resolve().parent / "results"
 
 if __name__ == "__main__":
-    main(sys.argv[1:], default_out=RESULTS)
+    sys.exit(main(sys.argv[1:], default_out=RESULTS))

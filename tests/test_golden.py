@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import lemonkit
+from lemonkit.cli import main
 from lemonkit.testing.zoo import build, resnet
 
 GOLDEN = Path(__file__).parent / "golden" / "expansions.json"
@@ -31,6 +32,13 @@ CASES = {
     "opt-f64-width": ("opt", torch.float64, dict(hidden_size=96)),
     "bert-f64-post-ln-depth": ("bert", torch.float64, dict(hidden_size=128, num_layers=3)),
     "mixtral-f64-width": ("mixtral", torch.float64, dict(hidden_size=96)),
+    "llama-f32-stack": (
+        "llama",
+        torch.float32,
+        dict(num_layers=5, depth="stack", allow_lossy=True),
+    ),
+    "qwen3-bf16-fixed-eps": ("qwen3", torch.bfloat16, dict(hidden_size=96, num_layers=3)),
+    "olmo2-f64-dead-heads": ("olmo2", torch.float64, dict(hidden_size=96)),
 }
 
 
@@ -39,7 +47,20 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _expanded(case: str) -> dict[str, str]:
+def _folder(tmp: Path) -> dict[str, str]:
+    """The streaming path: a bf16 GPT-2 folder expanded by the CLI, hashed file by file."""
+    build("gpt2", dtype=torch.bfloat16).save_pretrained(tmp / "src")
+    args = ["-q", "expand", str(tmp / "src"), str(tmp / "out"), "--hidden-size", "96"]
+    assert main([*args, "--num-layers", "3", "--seed", "5", "--max-shard-size", "200KB"]) == 0
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted((tmp / "out").glob("*.safetensors"))
+    }
+
+
+def _expanded(case: str, tmp: Path) -> dict[str, str]:
+    if case == "folder-gpt2-bf16":
+        return _folder(tmp)
     if case == "resnet-everything":
         big = lemonkit.expand(resnet(), hidden_sizes=[24, 56], depths=[4, 3], embedding_size=16)
     else:
@@ -48,13 +69,13 @@ def _expanded(case: str) -> dict[str, str]:
     return {name: _digest(t) for name, t in big.state_dict().items()}
 
 
-ALL = [*CASES, "resnet-everything"]
+ALL = [*CASES, "resnet-everything", "folder-gpt2-bf16"]
 
 
 @pytest.mark.parametrize("case", ALL)
-def test_expansion_is_byte_identical_to_the_golden_record(case):
+def test_expansion_is_byte_identical_to_the_golden_record(case, tmp_path):
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    now = _expanded(case)
+    now = _expanded(case, tmp_path)
     if os.environ.get("LEMONKIT_REGOLD"):
         golden[case] = now
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")

@@ -24,7 +24,8 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("lemonkit")}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lemonkit"):
-            found.add(node.module)
+            found.add(node.module)  # and the submodules it names (from lemonkit.x import y)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
 
 

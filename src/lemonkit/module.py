@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -37,10 +38,11 @@ def expand(
     symmetry breaking). Staged CNNs (ResNet) take per-stage ``hidden_sizes`` and
     ``depths`` and ``embedding_size``.
 
-    Growth baselines (not lossless; ``plan.lossy_reason`` says so): ``method="aki"``
-    (bert2BERT-AKI: equal splits, new units' fan-in from the next layer) and
-    ``depth="stack"`` (StackBERT: default layer map ``[i % L_src]``, new blocks' branches
-    kept). ``depth="zero"`` (default) zeroes new blocks' branch outputs: lossless.
+    Growth baselines (not lossless, so they need ``allow_lossy=True``; ``plan.lossy_reason``
+    says why): ``method="aki"`` (bert2BERT-AKI: equal splits, new units' fan-in from the
+    next layer) and ``depth="stack"`` (StackBERT: default layer map ``[i % L_src]``, new
+    blocks' branches kept). ``depth="zero"`` (default) zeroes new blocks' branch outputs:
+    lossless.
     """
     table = table_for(model.config.model_type)
     state, plan = expand_state_dict(
@@ -50,7 +52,7 @@ def expand(
         compute_dtype=torch.float64,
         **growth,
     )
-    big = build_model(type(model), plan.target_config, state)
+    big = build_model(type(model), copy.deepcopy(plan.target_config), state)
     big.train(model.training)
     return (big, plan) if return_plan else big
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
-from lemonkit.tables.format import ArchTable, Gamma, In, Out, PyramidFields
+from lemonkit.plan.layers import DEFAULT_GROUP
+from lemonkit.tables.format import ArchTable, Gamma, In, Out, PyramidFields, space_names
 
 
 def decision_text(plan: ExpansionPlan, d: Decision) -> str:
@@ -32,17 +33,17 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
 
 
 def _axis_text(plan: ExpansionPlan, d: Decision, axis: int, rule) -> str:
-    space = rule.space if isinstance(rule.space, str) else "|".join(rule.space)
+    names = space_names(rule.space)
+    space = "|".join(names)
     if isinstance(rule, Out):
-        fill = plan.maps[space].fill if isinstance(rule.space, str) else "copy"
-        return f"axis{axis} out:{space} (copy, extras {fill})"
+        fills = sorted({plan.maps[n].fill for n in names})
+        return f"axis{axis} out:{space} (copy, extras {'/'.join(fills)})"
     if isinstance(rule, In):
-        split = "unequal split" if plan.width_method.split == "lemon" else "equal split"
-        return f"axis{axis} in:{space} ({split}, extras random)"
+        return f"axis{axis} in:{space} ({plan.width_method.split_text}, extras random)"
     kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
     if d.norm_scale != 1.0:
         kind += "/k (tied head)"
-    if d.spec.stream_norm and plan.lossy_reason:
+    if d.approximate:
         kind += " (lossy: stream norm)"
     return f"norm {kind}"
 
@@ -61,17 +62,16 @@ def _size(value) -> str:
 
 
 def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
-    record = plan.to_json()
     lines = [
         f"model type {plan.model_type}, method {plan.method}, depth {plan.depth}, seed {plan.seed}",
         "sizes: " + sizes_text(plan),
         *(
-            f"layer map{'' if name == 'layers' else ' of ' + name} (target <- source): "
+            f"layer map{'' if name == DEFAULT_GROUP else ' of ' + name} (target <- source): "
             f"{list(g.layer_map)}; new blocks at {[i for i, n in enumerate(g.new) if n]}"
             for name, g in plan.groups.items()
         ),
-        f"eta = {plan.eta:.6g}, norm eps x {record['norm_eps_scale']:.6g}, "
-        f"stream scale {record['stream_scale']:.6g}",
+        f"eta = {plan.eta:.6g}, norm eps x {plan.norm_eps_scale:.6g}, "
+        f"stream scale {plan.stream_scale:.6g}",
     ]
     if plan.lossy_reason:
         lines.append(f"LOSSY (allowed): {plan.lossy_reason}")

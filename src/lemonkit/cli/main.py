@@ -20,7 +20,7 @@ from dataclasses import fields
 import torch
 
 from lemonkit.errors import LemonkitError
-from lemonkit.plan.methods import DEPTHS, METHODS, choices_help
+from lemonkit.plan.methods import choices_help
 from lemonkit.plan.targets import (
     FLOAT,
     INT,
@@ -137,20 +137,14 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
     for f in fields(Targets):
         kind = parsers[f.metadata["kind"]]
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, help=f.metadata["help"])
-    defaults = Options()
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument(
-        "--method", choices=list(METHODS), default=defaults.method, help=choices_help(METHODS)
-    )
-    p.add_argument(
-        "--depth", choices=list(DEPTHS), default=defaults.depth, help=choices_help(DEPTHS)
-    )
-    p.add_argument(
-        "--allow-lossy",
-        action="store_true",
-        help="where exactness is impossible, do the best approximation and report it; "
-        "also allows the lossy baselines (--method aki, --depth stack)",
-    )
+    for f in fields(Options):
+        flag, rows, help = "--" + f.name.replace("_", "-"), f.metadata["rows"], f.metadata["help"]
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action="store_true", help=help)
+        elif rows is not None:
+            p.add_argument(flag, choices=list(rows), default=f.default, help=choices_help(rows))
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default, help=help)
 
 
 def _int_list(text: str) -> list[int]:
@@ -217,8 +211,8 @@ def cmd_plan(args) -> int:
     from lemonkit.cli.describe import describe_plan
     from lemonkit.io.folder import plan_folder
 
-    _, plan, layout = plan_folder(args.src, **_growth(args))
-    _say(args, describe_plan(plan, layout))
+    _, plan, decisions = plan_folder(args.src, **_growth(args))
+    _say(args, describe_plan(plan, decisions))
     return 0
 
 

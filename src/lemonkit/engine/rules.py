@@ -1,7 +1,8 @@
 """The paper's algebra on one axis of one tensor (LEMON, appendix B and C).
 
-Every function takes a float64 tensor, the axis, and a :class:`~lemonkit.spaces.SpaceMap`,
-and returns the tensor grown along that axis:
+Every function takes a tensor in the compute dtype (float64, or float32 for 16-bit
+outputs), the axis, and a :class:`~lemonkit.plan.spaces.SpaceMap`, and returns the tensor
+grown along that axis:
 
 - :func:`expand_out` (producer axis): copies; extra stream units are the average of the
   source units (LayerNorm stream, B.4.1 row-average) or zero (RMSNorm stream, B.4.2).

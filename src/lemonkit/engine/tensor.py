@@ -24,9 +24,10 @@ import torch
 
 from lemonkit.engine.rules import expand_beta, expand_gamma, expand_in, expand_out
 from lemonkit.engine.runs import consecutive_runs
-from lemonkit.plan.decisions import Decision, decide, embedding_ratio
+from lemonkit.errors import CheckpointError
+from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.planner import ExpansionPlan, make_plan
-from lemonkit.tables.format import Beta, Gamma, In, Out, SpaceRef
+from lemonkit.tables.format import Beta, Gamma, In, Out, SpaceRef, space_names
 
 CHUNK_ELEMENTS = 1 << 21  # target elements per chunk (8 MB in float32)
 
@@ -41,8 +42,8 @@ def expand_state_dict(
     **growth,
 ) -> tuple[dict[str, torch.Tensor], ExpansionPlan]:
     """Expand a whole state dict; ``growth`` are :func:`~lemonkit.plan.make_plan`'s
-    keywords (``hidden_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``,
-    ``intermediate_size``, ``layer_map``, ``seed``, ``method``, ``depth``, ``allow_lossy``).
+    keywords: the fields of :class:`~lemonkit.plan.targets.Targets` and
+    :class:`~lemonkit.plan.targets.Options`.
 
     Returns the expanded state dict (the source's dtypes unless ``out_dtype``) and the plan.
     """
@@ -58,8 +59,13 @@ def iter_expanded(
     compute_dtype: torch.dtype | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (target name, tensor) lazily; ``state_dict`` may be a lazy mapping."""
-    infos = {name: (t.dtype, tuple(t.shape)) for name, t in state_dict.items()}
+    """Yield (target name, tensor) lazily. ``state_dict`` may be a lazy mapping: one with
+    an ``infos()`` method (a :class:`~lemonkit.io.checkpoint.Checkpoint`) is decided from
+    its headers, without reading a tensor twice."""
+    if hasattr(state_dict, "infos"):
+        infos = state_dict.infos()
+    else:
+        infos = {name: (t.dtype, tuple(t.shape)) for name, t in state_dict.items()}
     for d in decide(plan, infos, out_dtype=out_dtype):
         donor = state_dict[d.donor] if d.donor else None
         yield d.name, expand_tensor(plan, d, state_dict[d.source], donor, compute_dtype)
@@ -96,7 +102,9 @@ def iter_expand_tensor(
     """
     d = decision
     if tuple(tensor.shape) != d.source_shape:
-        raise ValueError(f"{d.source}: shape {tuple(tensor.shape)}, decided {d.source_shape}")
+        raise CheckpointError(f"{d.source}: shape {tuple(tensor.shape)}, not {d.source_shape}")
+    if d.donor and donor is None:
+        raise ValueError(f"{d.name}: its decision names the donor {d.donor}; pass that tensor")
     if d.op == "keep":  # integer buffers (position ids): nothing grows
         yield tensor
         return
@@ -139,8 +147,7 @@ def _take_new_units(
 
 def new_channels(plan: ExpansionPlan, space: SpaceRef) -> torch.Tensor:
     """New-unit flags per target channel of a (possibly fused) space."""
-    names = (space,) if isinstance(space, str) else space
-    return torch.cat([plan.maps[n].new_channels() for n in names])
+    return torch.cat([plan.maps[n].new_channels() for n in space_names(space)])
 
 
 def _iter_width(
@@ -186,8 +193,8 @@ def _expand_block(
     from ``from_axis`` on."""
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
-    if d.embedding_ratio:
-        t = t * embedding_ratio(plan, d.dtype)
+    if d.embedding_ratio != 1.0:
+        t = t * d.embedding_ratio
     split = plan.width_method.split
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
@@ -205,9 +212,8 @@ def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, 
     """Source row of each target row (-1: extra stream row) and the extras' fill."""
     if rule is None:
         return torch.arange(n_rows), "copy"
-    names = (rule.space,) if isinstance(rule.space, str) else rule.space
     parts, offset, fill = [], 0, "copy"
-    for m in (plan.maps[n] for n in names):
+    for m in (plan.maps[n] for n in space_names(rule.space)):
         src = m.channel_sources()
         parts.append(torch.where(src >= 0, src + offset, src))
         offset += m.src_units * m.unit_size
@@ -236,8 +242,7 @@ def _per_segment(
     t: torch.Tensor, axis: int, space: SpaceRef, plan: ExpansionPlan, fn
 ) -> torch.Tensor:
     """Apply ``fn(t, axis, map)`` to each segment of a fused axis and concatenate."""
-    names = (space,) if isinstance(space, str) else space
-    maps = [plan.maps[n] for n in names]
+    maps = [plan.maps[n] for n in space_names(space)]
     if len(maps) == 1:
         return fn(t, axis, maps[0])
     sizes = [m.src_units * m.unit_size for m in maps]

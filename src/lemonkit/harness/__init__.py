@@ -1,8 +1,8 @@
 """The experiment harness: real data, a small training loop, configs -> runs -> RESULTS.md.
 
 Not needed to expand a model: ``import lemonkit`` does not import it. It uses lemonkit's
-public API only (``expand``, ``verify``, ``get_lemon_schedule``, ``ki_loss``,
-``ki_alpha``, ``LemonkitError``). Its modules, from the bottom up:
+public API only (``expand``, ``get_lemon_schedule``, ``ki_loss``, ``ki_alpha``,
+``LemonkitError``, ``METHODS`` / ``DEPTHS``). Its modules, from the bottom up:
 
 - ``errors``: ``HarnessError`` (a ``LemonkitError``) and its kinds.
 - ``data``: ``TextData`` / ``ImageData`` and their batches, a function of (seed, step).

@@ -47,8 +47,9 @@ def parser(default_out: Path | None = None) -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None, default_out: Path | None = None) -> None:
-    """Parse ``argv``, run; a ``LemonkitError`` exits with status 2 and one line."""
+def main(argv: list[str] | None = None, default_out: Path | None = None) -> int:
+    """Parse ``argv``, run; returns the exit status (a ``LemonkitError`` is one line on
+    stderr and status 2)."""
     ap = parser(default_out)
     args = ap.parse_args(argv)
     if not args.config and not args.report:
@@ -58,9 +59,10 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
         run(args)
     except LemonkitError as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return 2
     if dist.is_initialized():
         dist.destroy_process_group()
+    return 0
 
 
 def run(args: argparse.Namespace) -> None:

@@ -60,7 +60,6 @@ EXPANSION_BASELINES = ("net2net", "aki", "stack")
 DEFAULT_SCHEDULE_BASELINES = tuple(f"{b}-default" for b in EXPANSION_BASELINES)
 KI_BASELINES = ("ki-soft", "ki-hard")
 BASELINES = ("lemon-default", *EXPANSION_BASELINES, *DEFAULT_SCHEDULE_BASELINES, *KI_BASELINES)
-# the width methods and depth rules that are not function-preserving
 
 
 def run_specs(preset: dict) -> list[RunSpec]:

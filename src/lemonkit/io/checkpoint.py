@@ -88,9 +88,6 @@ class Checkpoint(Mapping[str, torch.Tensor]):
     def shape(self, name: str) -> tuple[int, ...]:
         return self._meta[name][1]
 
-    def dtype(self, name: str) -> torch.dtype:
-        return self._meta[name][0]
-
     def infos(self) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
         """Every tensor's (dtype, shape), from the headers: what decisions are made from."""
         return dict(self._meta)

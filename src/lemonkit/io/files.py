@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -22,11 +23,18 @@ from lemonkit.plan import ExpansionPlan
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "lemonkit.json"
+PROVENANCE_FORMAT = 2  # 2: sizes named by the Targets fields (hidden_size, ...), options
+
+
+def read_provenance(folder: Path) -> dict | None:
+    """``folder/lemonkit.json`` as a dict, or None if there is none."""
+    record = folder / PROVENANCE_FILE
+    return json.loads(record.read_text()) if record.is_file() else None
 
 
 def write_config(plan: ExpansionPlan, folder: Path, dtype: torch.dtype | None) -> None:
     """The target config.json (with ``dtype`` when the weights were cast)."""
-    cfg = plan.target_config
+    cfg = copy.deepcopy(plan.target_config)  # the plan's own config stays as planned
     if dtype is not None:
         cfg.dtype = dtype
     cfg.save_pretrained(str(folder))
@@ -112,6 +120,7 @@ def write_provenance(
     from lemonkit import __version__
 
     record = {
+        "format": PROVENANCE_FORMAT,
         "lemonkit_version": __version__,
         "source": str(src),
         "files": files,

@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lemonkit.errors import CheckpointError
+from lemonkit.plan.layers import DEFAULT_GROUP
 from lemonkit.plan.spaces import SpaceMap
-from lemonkit.tables.format import ArchTable, AxisRule, SpaceRef, Tensor
+from lemonkit.tables.format import ArchTable, AxisRule, SpaceRef, Tensor, space_names
 
 if TYPE_CHECKING:
     from lemonkit.plan.planner import ExpansionPlan
@@ -25,9 +26,8 @@ if TYPE_CHECKING:
 
 def space_size(maps: dict[str, SpaceMap], space: SpaceRef, side: str) -> int:
     """Channels of a (possibly fused) space on the ``"src"`` or ``"tgt"`` side."""
-    names = (space,) if isinstance(space, str) else space
     attr = "src_units" if side == "src" else "tgt_units"
-    return sum(getattr(maps[n], attr) * maps[n].unit_size for n in names)
+    return sum(getattr(maps[n], attr) * maps[n].unit_size for n in space_names(space))
 
 
 def source_axes_sizes(plan: ExpansionPlan, axes: tuple[AxisRule, ...]) -> list[int | None]:
@@ -50,8 +50,9 @@ def check_names(plan: ExpansionPlan, names: list[str]) -> None:
     table = plan.table
     for name in names:
         spec, layer = match_or_raise(table, name)
-        if spec.group and spec.group not in plan.groups:
-            raise CheckpointError(f"unexpected tensor {name!r}: the config has no {spec.group}")
+        group = spec.group or (DEFAULT_GROUP if layer is not None else None)
+        if group and group not in plan.groups:
+            raise CheckpointError(f"unexpected tensor {name!r}: the config has no {group}")
         limit = plan.group_of(spec.group).src_layers if layer is not None else 0
         if layer is not None and layer >= limit:
             raise CheckpointError(f"unexpected tensor {name!r}: the config has only {limit} layers")

@@ -26,9 +26,10 @@ import torch
 
 from lemonkit.errors import CheckpointError
 from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
+from lemonkit.plan.layers import DEFAULT_GROUP
 from lemonkit.plan.planner import ExpansionPlan
 from lemonkit.plan.spaces import HIDDEN
-from lemonkit.tables.format import AxisRule, Beta, Gamma, Out, Tensor
+from lemonkit.tables.format import AxisRule, Beta, Gamma, Out, Tensor, space_names
 
 Op = Literal["expand", "zero", "identity", "keep"]
 TensorInfo = tuple[torch.dtype, tuple[int, ...]]  # a source tensor's dtype and shape
@@ -48,7 +49,8 @@ class Decision:
     expansion (seeded as ``donor_seed``) gives the new units their rows. The factors,
     applied in this order: ``stream_scale`` (1/eta on what writes the stream of a
     fixed-eps model), ``embedding_ratio`` (Gemma's sqrt(hidden) compensation), and
-    ``norm_scale`` (a norm feeding a tied head: 1/k, NOTES.md 2).
+    ``norm_scale`` (a norm feeding a tied head: 1/k, NOTES.md 2). ``approximate``: its
+    rule cannot be exact here (a stream norm at an indivisible width, NOTES.md 10).
     """
 
     name: str
@@ -65,8 +67,9 @@ class Decision:
     donor: str | None = None
     donor_seed: str | None = None
     stream_scale: float = 1.0
-    embedding_ratio: bool = False
+    embedding_ratio: float = 1.0
     norm_scale: float = 1.0
+    approximate: bool = False
 
     @property
     def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
@@ -96,15 +99,15 @@ def decide(
         if layer is None:
             walk.append((name, name, spec, False, None))
         else:
-            per_layer.setdefault((spec.group, layer), []).append((name, spec))
+            per_layer.setdefault((spec.group or DEFAULT_GROUP, layer), []).append((name, spec))
     decisions = [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
     for group in plan.groups.values():
-        key = None if group.name == "layers" else group.name
         for t, s in enumerate(group.layer_map):
-            for name, spec in per_layer.get((key, s), []):
+            for name, spec in per_layer.get((group.name, s), []):
                 item = (spec.with_layer(name, t), name, spec, group.new[t], t)
                 decisions.append(_decision(plan, tensors, present, out_dtype, *item))
-            decisions += _stand_ins(plan, tensors, present, out_dtype, key, s, t, group.new[t])
+            new = group.new[t]
+            decisions += _stand_ins(plan, tensors, present, out_dtype, group.name, s, t, new)
     return decisions
 
 
@@ -113,7 +116,7 @@ def _stand_ins(
     tensors: Mapping[str, TensorInfo],
     present: set[str],
     out_dtype: torch.dtype | None,
-    group: str | None,
+    group: str,
     s: int,
     t: int,
     is_new: bool,
@@ -122,7 +125,7 @@ def _stand_ins(
     layer has no attention norm): identity norms, shaped like the layer's ``stand_in``."""
     made = []
     for spec in plan.table.tensors:
-        if not spec.stand_in or spec.group != group or t in spec.absent_in:
+        if not spec.stand_in or (spec.group or DEFAULT_GROUP) != group or t in spec.absent_in:
             continue
         if spec.name.replace("{i}", str(s)) in present:
             continue
@@ -176,11 +179,13 @@ def _decision(
         if d.op == "identity":
             return d
     d = _aki_donor(plan, d, t, tensors, present)
+    scaled = plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec)
     return replace(
         d,
         stream_scale=plan.stream_scale if _writes_stream(plan, axes) else 1.0,
-        embedding_ratio=bool(plan.table.embed_scale_sqrt_hidden) and _is_embedding(plan, spec),
+        embedding_ratio=embedding_ratio(plan, d.dtype) if scaled else 1.0,
         norm_scale=_norm_scale(plan, spec, axes, d.dtype),
+        approximate=spec.stream_norm and plan.maps[HIDDEN].eta != 1.0,
     )
 
 
@@ -214,12 +219,10 @@ def _check_shape(plan: ExpansionPlan, axes, name: str, shape: tuple[int, ...]) -
 
 
 def _writes_stream(plan: ExpansionPlan, axes) -> bool:
-    for rule in axes:
-        if isinstance(rule, Out):
-            names = (rule.space,) if isinstance(rule.space, str) else rule.space
-            if any(plan.maps[n].name == HIDDEN for n in names):
-                return True
-    return False
+    return any(
+        isinstance(rule, Out) and any(plan.maps[n].name == HIDDEN for n in space_names(rule.space))
+        for rule in axes
+    )
 
 
 def _is_embedding(plan: ExpansionPlan, spec: Tensor) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lemonkit.errors import ImpossibleExpansionError
-from lemonkit.plan.layers import LayerGroup, default_layer_map
+from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup, default_layer_map
 from lemonkit.plan.methods import DepthRule
 from lemonkit.plan.pyramid import PyramidLayout
 from lemonkit.plan.spaces import (
@@ -144,7 +144,7 @@ class TransformerLayout:
             layer_map = list(req.layer_map)
         else:
             layer_map = depth.layer_map(src.num_layers, tgt.num_layers)
-        return {"layers": LayerGroup.of("layers", layer_map, src.num_layers)}
+        return {DEFAULT_GROUP: LayerGroup.of(DEFAULT_GROUP, layer_map, src.num_layers)}
 
     def spaces(
         self, table: ArchTable, config: Any, src: Targets, tgt: Targets

@@ -35,6 +35,7 @@ class WidthMethod:
     split: str
     donor: bool
     lossy_reason: str | None
+    split_text: str  # the consumer-axis rule in words, for ``lemonkit plan``
     summary: str  # a few words, for the CLI's help
     note: str  # one sentence, for the provenance record
     staged: bool = True  # defined for staged CNNs
@@ -63,6 +64,7 @@ METHODS: dict[str, WidthMethod] = {
             split="lemon",
             donor=False,
             lossy_reason=None,
+            split_text="unequal split",
             summary="unequal splits, default",
             note=(
                 "unequal per-element fan-out splits, weights U(0.5, 1.5) normalised per copy "
@@ -75,6 +77,7 @@ METHODS: dict[str, WidthMethod] = {
             split="equal",
             donor=False,
             lossy_reason=None,
+            split_text="equal split",
             summary="equal splits",
             note="equal 1/n fan-out splits (Net2Net / bert2BERT-FPI): replicas stay identical",
         ),
@@ -82,6 +85,7 @@ METHODS: dict[str, WidthMethod] = {
             "aki",
             split="equal",
             donor=True,
+            split_text="equal split",
             lossy_reason=(
                 "method aki (bert2BERT-AKI) gives new units the next layer's fan-in, which "
                 "changes the function"

@@ -119,6 +119,7 @@ class ExpansionPlan:
             "seed": self.seed,
             "source_sizes": self.source.given(),
             "target_sizes": self.target.given(),
+            "head_dim": self.head_dim,
             "tied_embeddings": self.tied,
             "layer_map": self.layer_map,
             "stage_layer_maps": stages,
@@ -158,9 +159,9 @@ def make_plan(
     ``allow_lossy``, and then recorded in ``lossy_reason``.
     """
     if growth:
-        extra_targets, extra_options = split_growth(growth)
-        targets = targets or extra_targets
-        options = options or extra_options
+        if targets is not None or options is not None:
+            raise TypeError("give Targets/Options or their fields as keywords, not both")
+        targets, options = split_growth(growth)
     targets, options = targets or Targets(), options or Options()
     method, depth = width(options.method), depth_rule(options.depth)
     table = _table(config, base_model)
@@ -174,8 +175,8 @@ def make_plan(
         )
     src = layout.source(config, table)
     tgt = layout.target(table, config, src, targets)
-    maps = layout.spaces(table, config, src, tgt)
     groups = layout.groups(src, tgt, targets, depth)
+    maps = layout.spaces(table, config, src, tgt)
     for field_name, value, why in table.requires:
         if getattr(config, field_name, value) != value:
             raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")
@@ -234,8 +235,8 @@ def _indivisible_lossy(
     if not allow:
         raise ImpossibleExpansionError(
             f"{'hidden size' if width == 'hidden_size' else width} {stream.src_units} -> "
-            f"{stream.tgt_units} is not a "
-            f"multiple and cannot be lossless: {table.indivisible_lossy}. Use a multiple of "
+            f"{stream.tgt_units} is not a multiple and cannot be lossless: "
+            f"{table.indivisible_lossy}. Use a multiple of "
             f"{stream.src_units}, or pass allow_lossy=True (--allow-lossy) for the best "
             "approximation"
         )

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lemonkit.plan.methods import DEPTHS, METHODS
+
 INT = "int"
 INT_LIST = "int list"
 INT_OR_LIST = "int or int list"  # one number, or one per stage (Swin's heads)
@@ -62,15 +64,24 @@ class Targets:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def _option(default: Any, help: str, rows: dict | None = None) -> Any:
+    """An option: its default, its help, and for a named operator the table of choices."""
+    return field(default=default, metadata={"help": help, "rows": rows})
+
+
 @dataclass(frozen=True)
 class Options:
     """How to grow: the seed of every random choice, the width method, the depth rule
     (rows of :mod:`lemonkit.plan.methods`), and whether a lossy result may be written."""
 
-    seed: int = 0
-    method: str = "lemon"
-    depth: str = "zero"
-    allow_lossy: bool = False
+    seed: int = _option(0, "seed of every random choice (splits, extra units)")
+    method: str = _option("lemon", "width method", METHODS)
+    depth: str = _option("zero", "depth rule", DEPTHS)
+    allow_lossy: bool = _option(
+        False,
+        "where exactness is impossible, do the best approximation and report it; also "
+        "allows the lossy baselines (--method aki, --depth stack)",
+    )
 
 
 TARGET_NAMES = tuple(f.name for f in fields(Targets))

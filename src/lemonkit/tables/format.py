@@ -66,6 +66,15 @@ class Beta:
 AxisRule = Out | In | Gamma | Beta | None
 
 
+def space_names(space: SpaceRef) -> tuple[str, ...]:
+    """The spaces of an axis, in order (a fused axis has several).
+
+    >>> space_names("hidden"), space_names(("heads", "kv_heads"))
+    (('hidden',), ('heads', 'kv_heads'))
+    """
+    return (space,) if isinstance(space, str) else space
+
+
 @dataclass(frozen=True)
 class Tensor:
     """One tensor of the model, named with ``{i}`` for the layer index.
@@ -96,8 +105,8 @@ class Tensor:
     stream_norm: bool = False
     optional: bool = False
     post_ln: str | None = None
-    group: str | None = None  # a layer group with its own layer map (a CNN stage; default
-    # "layers", the Transformer's blocks)
+    group: str | None = None  # a layer group with its own layer map (a CNN stage); None:
+    # the Transformer's blocks (plan.layers.DEFAULT_GROUP)
     post_branch: bool = False
     absent_in: tuple[int, ...] = ()
     stand_in: str | None = None

@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 
 from lemonkit.errors import CheckpointError
 from lemonkit.io.checkpoint import Checkpoint
+from lemonkit.io.files import read_provenance
 from lemonkit.tables import model_class
 from lemonkit.tables.format import ArchTable
 from lemonkit.verification.compare import VerifyReport, verify
@@ -115,13 +115,13 @@ def block_runs(layer_map: list[int]) -> list[list[int]]:
 
 def read_layer_map(out: Path) -> list[int]:
     """The layer map recorded in the expanded folder's ``lemonkit.json``."""
-    record = out / "lemonkit.json"
-    if not record.is_file():
+    record = read_provenance(out)
+    if record is None:
         raise CheckpointError(
             f"{out} has no lemonkit.json (written by lemonkit expand); block-wise "
             "verification needs its layer map; use the full verification instead"
         )
-    return json.loads(record.read_text())["plan"]["layer_map"]
+    return record["plan"]["layer_map"]
 
 
 def vocab_ids(vocab_size: int, sample: int, seed: int) -> torch.Tensor:

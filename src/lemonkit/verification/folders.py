@@ -8,13 +8,12 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from lemonkit.io.checkpoint import Checkpoint
-from lemonkit.io.files import PROVENANCE_FILE
+from lemonkit.io.files import read_provenance
 from lemonkit.io.load import load_model
 from lemonkit.verification.compare import VerifyReport, verify
 
@@ -50,7 +49,5 @@ def verify_folders(
 
 def recorded_tolerance(out: Path) -> float:
     """The float64 tolerance recorded by ``lemonkit expand`` (1e-12 if none)."""
-    record = out / PROVENANCE_FILE
-    if record.is_file():
-        return json.loads(record.read_text())["plan"].get("expected_error_fp64", 1e-12)
-    return 1e-12
+    record = read_provenance(out)
+    return record["plan"].get("expected_error_fp64", 1e-12) if record else 1e-12

@@ -32,7 +32,7 @@ from lemonkit.harness.experiment import Experiment, load_data, load_small_model,
 from lemonkit.harness.models import expand_kwargs
 from lemonkit.harness.plots import plot
 from lemonkit.harness.runs import run_specs
-from lemonkit.testing.error_table import measure, measure_resnet, to_markdown
+from lemonkit.testing.error_table import measure, staged_markdown, to_markdown
 
 OUT = Path(__file__).resolve().parents[1] / "demo_out"
 # the Python docs' reST sources as bytes, as in experiments/configs/lm_llama.toml
@@ -179,7 +179,7 @@ def demo(out: Path, quick: bool = False, quiet: bool = False) -> None:
             quiet,
             "4. every architecture x every expansion (float64 rel error / float32 rel error):",
         )
-        table = to_markdown(measure()) + "\n\n" + measure_resnet()
+        table = to_markdown(measure()) + "\n\n" + staged_markdown()
         _say(quiet, table)
         (out / "error_table.md").write_text(table + "\n")
     _say(quiet, f"\ndone in {time.perf_counter() - start:.0f} s; results in {out}/")

@@ -71,3 +71,21 @@ def test_blockwise_on_a_headless_checkpoint(tmp_path):
     expand_folder(src, out, hidden_size=96, num_layers=3, check=False, progress=False)
     report = verify_blockwise(src, out, vocab_sample=32)
     assert report.ok and report.rel_error_fp64 <= 1e-12, report
+
+
+def test_blockwise_keeps_modernberts_first_block_in_front(tmp_path):
+    """ModernBERT's layer 0 has no attention norm: a slice renumbering block 1 to 0 would
+    drop block 1's norm (both sides alike, so nothing would be checked). Slices keep
+    block 0 in front instead, and a broken attention norm of block 1 is found."""
+    src = tmp_path / "small"
+    build("modernbert", dtype=torch.float64, layers=3).save_pretrained(src)
+    out = tmp_path / "big"
+    expand_folder(src, out, hidden_size=128, num_layers=5, check=False, progress=False)
+    report = verify_blockwise(src, out, vocab_sample=32)
+    assert report.ok and report.rel_error_fp64 <= 1e-12, report
+    assert [b["target_layers"] for b in report.blocks] == [[0], [1, 2], [3, 4]]
+    tensors = load_file(out / "model.safetensors")
+    tensors["model.layers.1.attn_norm.weight"] *= 1.5
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    report = verify_blockwise(src, out, vocab_sample=32)
+    assert [b["source_layer"] for b in report.blocks if not b["ok"]] == [1]

@@ -24,6 +24,11 @@ CAUSAL = [
     "gemma",
     "gemma2",
     "olmo2",
+    "gemma3",
+    "phi3",
+    "smollm3",
+    "granite",
+    "starcoder2",
 ]
 
 

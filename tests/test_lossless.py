@@ -11,7 +11,9 @@ import lemonkit
 from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.testing.zoo import BUILDERS, any_width_is_exact, build, exact_width, mlp_size
 
-LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3"]
+# separate KV heads (GQA) and a head_dim of their own: the head-growth cases apply
+LLAMA_FAMILY = ["llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "smollm3", "granite"]
+LLAMA_FAMILY += ["starcoder2"]
 MOE = ["mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "deepseek_v3"]
 
 
@@ -211,9 +213,15 @@ BASE_MODELS = {
     "gemma": "GemmaModel",
     "gemma2": "Gemma2Model",
     "olmo2": "Olmo2Model",
+    "gemma3": "Gemma3TextModel",
+    "phi3": "Phi3Model",
+    "smollm3": "SmolLM3Model",
+    "granite": "GraniteModel",
+    "starcoder2": "Starcoder2Model",
     "vit": "ViTModel",
     "roberta-prelayernorm": "RobertaPreLayerNormModel",
     "bert": "BertModel",
+    "modernbert": "ModernBertModel",
 }
 
 

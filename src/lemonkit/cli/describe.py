@@ -11,7 +11,7 @@ from __future__ import annotations
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
 from lemonkit.plan.layers import DEFAULT_GROUP
-from lemonkit.tables.format import ArchTable, Gamma, In, Out, space_names
+from lemonkit.tables.format import ArchTable, Gamma, In, Out, PyramidFields, space_names
 
 
 def decision_text(plan: ExpansionPlan, d: Decision) -> str:
@@ -19,7 +19,8 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     if d.op == "zero":
         return "zeros (new block: residual branch output starts at 0)"
     if d.op == "identity":
-        return "identity norm (Post-LN depth)"
+        why = "its source layer has none" if d.spec.stand_in else "Post-LN depth"
+        return f"identity norm ({why})"
     if d.op == "keep":
         return "unchanged (integer buffer)"
     text = "; ".join(_axis_text(plan, d, axis, rule) for axis, rule in enumerate(d.axes) if rule)
@@ -86,6 +87,8 @@ def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
 
 def exactness(table: ArchTable) -> list[str]:
     """What grows exactly for a table, and the caveats, from the table's data."""
+    if isinstance(table.stages, PyramidFields):
+        return _pyramid_exactness(table)
     if table.stages:
         return [
             "stage widths and the stem: exact at any width (channels copied through BatchNorm)",
@@ -112,7 +115,15 @@ def exactness(table: ArchTable) -> list[str]:
         lines.append("layers: exact (new blocks output zero)")
     if table.fixed_eps:
         lines.append("norm eps kept: the stream is scaled by 1/eta instead")
-    return lines + _expert_lines(table)
+    return lines + _why(table) + _expert_lines(table)
+
+
+def _why(table: ArchTable) -> list[str]:
+    """The table's note, and why widths that are not multiples are refused."""
+    lines = [table.note] if table.note else []
+    if table.indivisible_lossy:
+        lines.append(f"why: {table.indivisible_lossy}")
+    return lines
 
 
 def _expert_lines(table: ArchTable) -> list[str]:
@@ -145,6 +156,23 @@ def _expert_lines(table: ArchTable) -> list[str]:
     if rule:
         lines.append(f"upcycle from {', '.join(rule.sources)}: lemonkit upcycle --to {rule.to}")
     return lines
+
+
+def _pyramid_exactness(table: ArchTable) -> list[str]:
+    width = "embed_dim (every stage alike): " + (
+        "exact for multiples of the source; other widths only with --allow-lossy "
+        "(approximate, error reported)"
+        if table.indivisible_lossy
+        else "exact at any width"
+    )
+    period = table.stages.block_period
+    return [
+        width,
+        "heads follow each stage's width (head_dim kept), mlp_ratio: exact",
+        "depth per stage: exact (new blocks' post-norms at zero; added in groups of "
+        f"{period} so that every block keeps its position mod {period}: shifted windows)",
+        *_why(table),
+    ]
 
 
 def describe_architectures() -> str:

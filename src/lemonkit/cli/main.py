@@ -22,7 +22,16 @@ import torch
 
 from lemonkit.errors import LemonkitError
 from lemonkit.plan.methods import choices_help
-from lemonkit.plan.targets import INT_LIST, OPTION_NAMES, TARGET_NAMES, Options, Targets
+from lemonkit.plan.targets import (
+    FLOAT,
+    INT,
+    INT_LIST,
+    INT_OR_LIST,
+    OPTION_NAMES,
+    TARGET_NAMES,
+    Options,
+    Targets,
+)
 
 EXIT_ERROR = 2
 EXIT_NOT_LOSSLESS = 1
@@ -157,8 +166,9 @@ def _add_upcycle(p: argparse.ArgumentParser) -> None:
 
 def _add_targets(p: argparse.ArgumentParser) -> None:
     """One flag per :class:`Targets` field and per :class:`Options` field."""
+    parsers = {INT: int, INT_LIST: _int_list, INT_OR_LIST: _int_or_list, FLOAT: float}
     for f in fields(Targets):
-        kind = _int_list if f.metadata["kind"] == INT_LIST else int
+        kind = parsers[f.metadata["kind"]]
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, help=f.metadata["help"])
     for f in fields(Options):
         flag, rows, help = "--" + f.name.replace("_", "-"), f.metadata["rows"], f.metadata["help"]
@@ -175,6 +185,16 @@ def _int_list(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def _int_or_list(text: str) -> int | list[int]:
+    """``8`` -> 8; ``3,6`` -> [3, 6] (one per stage; ``3,`` is a list of one)."""
+    if "," in text:
+        return _int_list(text)
+    try:
+        return int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from e
 
 
 def _growth(args) -> dict:

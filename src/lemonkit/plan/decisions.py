@@ -109,14 +109,16 @@ def decide(
             walk.append((name, name, spec, False, None))
         else:
             per_layer.setdefault((spec.group or DEFAULT_GROUP, layer), []).append((name, spec))
+    decisions = [_decision(plan, tensors, present, out_dtype, *item) for item in walk]
     for group in plan.groups.values():
         for t, s in enumerate(group.layer_map):
             for name, spec in per_layer.get((group.name, s), []):
                 for target in _expert_copies(plan, spec, spec.with_layer(name, t)):
-                    walk.append((target, name, spec, group.new[t], t))
-    decisions = [
-        _expert_split(plan, _decision(plan, tensors, present, out_dtype, *w)) for w in walk
-    ]
+                    item = (target, name, spec, group.new[t], t)
+                    d = _decision(plan, tensors, present, out_dtype, *item)
+                    decisions.append(_expert_split(plan, d))
+            new = group.new[t]
+            decisions += _stand_ins(plan, tensors, present, out_dtype, group.name, s, t, new)
     return [_as_loaded(d) for d in decisions] if for_checkpoint else decisions
 
 
@@ -141,6 +143,34 @@ def _expert_split(plan: ExpansionPlan, d: Decision) -> Decision:
         return d
     shared = d.spec.with_expert(d.name, sources[j]) + "#experts"
     return replace(d, expert_copy=(copies.index(j), len(copies)), expert_seed=shared)
+
+
+def _stand_ins(
+    plan: ExpansionPlan,
+    tensors: Mapping[str, TensorInfo],
+    present: set[str],
+    out_dtype: torch.dtype | None,
+    group: str,
+    s: int,
+    t: int,
+    is_new: bool,
+) -> list[Decision]:
+    """Norms that source layer ``s`` lacks but target layer ``t`` has (ModernBERT's first
+    layer has no attention norm): identity norms, shaped like the layer's ``stand_in``."""
+    made = []
+    for spec in plan.table.tensors:
+        if not spec.stand_in or (spec.group or DEFAULT_GROUP) != group or t in spec.absent_in:
+            continue
+        if spec.name.replace("{i}", str(s)) in present:
+            continue
+        stand_in = spec.stand_in.replace("{i}", str(s))
+        if stand_in not in present:
+            continue  # the layer lacks the stand-in as well (a norm without bias)
+        target = spec.name.replace("{i}", str(t))
+        item = (target, stand_in, spec, is_new, t)
+        d = _decision(plan, tensors, present, out_dtype, *item)
+        made.append(replace(d, op="identity", donor=None, donor_seed=None))
+    return made
 
 
 def _decision(
@@ -255,6 +285,8 @@ def embedding_ratio(plan: ExpansionPlan, dtype: torch.dtype) -> float:
 def _norm_scale(plan: ExpansionPlan, spec: Tensor, axes, dtype: torch.dtype) -> float:
     """A norm feeding a tied head that reads the stream: 1/(k x stream scale), and the
     embedding ratio undone (the head reads with the grown embedding: k copies)."""
+    if isinstance(axes[0], Gamma | Beta) and spec.post_branch:
+        return plan.stream_scale  # its output is added to the (scaled) stream
     if not (isinstance(axes[0], Gamma | Beta) and spec.tied_head_norm and plan.tied):
         return 1.0
     if not _head_reads_stream(plan):

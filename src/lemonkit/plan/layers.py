@@ -58,6 +58,31 @@ def default_layer_map(src_layers: int, tgt_layers: int) -> list[int]:
     return out
 
 
+def periodic_layer_map(src_layers: int, tgt_layers: int, period: int) -> list[int]:
+    """:func:`default_layer_map` for blocks that the class builds by their position modulo
+    ``period`` (Swin's windows alternate unshifted / shifted: period 2). Whole groups of
+    ``period`` blocks are copied right after the group they copy, so every source block
+    keeps its position modulo ``period``; fewer than ``period`` further blocks go at the
+    end, each a copy of the last source block of its position's residue.
+
+    >>> periodic_layer_map(2, 5, 2)
+    [0, 1, 0, 1, 0]
+    >>> periodic_layer_map(4, 8, 2)
+    [0, 1, 0, 1, 2, 3, 2, 3]
+    """
+    check_growth("depth", src_layers, tgt_layers)
+    groups = src_layers // period
+    extra_groups = (tgt_layers - src_layers) // period
+    out: list[int] = []
+    for g in default_layer_map(groups, groups + extra_groups) if groups else []:
+        out += range(g * period, (g + 1) * period)
+    out += range(groups * period, src_layers)  # an incomplete last group (an odd depth)
+    for t in range(len(out), tgt_layers):
+        same = [j for j in range(src_layers) if j % period == t % period]
+        out.append(same[-1] if same else src_layers - 1)
+    return out
+
+
 def stack_layer_map(src_layers: int, tgt_layers: int) -> list[int]:
     """StackBERT (Gong et al. 2019): the whole source stack copied on top of itself.
 

@@ -1,10 +1,12 @@
 """How a family's sizes read, resolve and become spaces and layer groups.
 
-Two size vocabularies exist, chosen by a table's data: a Transformer (one stream, heads,
-an MLP, one group of blocks: ``table.config``) and a staged CNN (per-stage channel
-widths and depths, a stem: ``table.stages``). Each layout turns requested
+Three size vocabularies exist, chosen by a table's data: a Transformer (one stream, heads,
+an MLP, one group of blocks: ``table.config``), a staged CNN (per-stage channel widths
+and depths, a stem: ``table.stages``, a ``StageFields``) and a hierarchical Transformer
+(Swin-v2: ``embed_dim`` doubling per stage, per-stage heads and depths: a
+``PyramidFields``, in :mod:`lemonkit.plan.pyramid`). Each layout turns requested
 :class:`~lemonkit.plan.targets.Targets` into resolved ones, the space maps and the layer
-groups; everything after that (decisions, engine, checks, writer) is the same for both.
+groups; everything after that (decisions, engine, checks, writer) is the same for all.
 
 Example:
     >>> from transformers import GPT2Config
@@ -24,6 +26,7 @@ from lemonkit.errors import ImpossibleExpansionError
 from lemonkit.plan.experts import EXPERT_SIZES, expert_source, expert_spaces, expert_target
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup, default_layer_map
 from lemonkit.plan.methods import DepthRule
+from lemonkit.plan.pyramid import PyramidLayout
 from lemonkit.plan.spaces import (
     HEADS_QKV,
     HIDDEN,
@@ -35,11 +38,13 @@ from lemonkit.plan.spaces import (
     stream_map,
 )
 from lemonkit.plan.targets import Targets
-from lemonkit.tables.format import ArchTable
+from lemonkit.tables.format import ArchTable, PyramidFields
 
 
-def layout_of(table: ArchTable) -> TransformerLayout | StagedLayout:
+def layout_of(table: ArchTable) -> TransformerLayout | StagedLayout | PyramidLayout:
     """The layout a table's data asks for."""
+    if isinstance(table.stages, PyramidFields):
+        return PyramidLayout(table.stages)
     return STAGED if table.stages else TRANSFORMER
 
 
@@ -89,6 +94,11 @@ class TransformerLayout:
         d = head_dim_of(config, table)
         hidden = req.hidden_size or src.hidden_size
         heads = req.num_heads
+        if isinstance(heads, tuple):
+            raise ImpossibleExpansionError(
+                f"num_heads is one number for {table.model_types[0]} (one per stage is for "
+                f"swinv2); got {list(heads)}"
+            )
         if heads is None:
             if src.hidden_size != src.num_heads * d:  # explicit head_dim: heads kept
                 heads = src.num_heads

@@ -185,7 +185,7 @@ def make_plan(
     for field_name, value, why in table.requires:
         if getattr(config, field_name, value) != value:
             raise ImpossibleExpansionError(f"{field_name}={getattr(config, field_name)!r}: {why}")
-    lossy = _indivisible_lossy(table, src, tgt, options.allow_lossy)
+    lossy = _indivisible_lossy(table, maps.get(HIDDEN), layout.sizes[0], options.allow_lossy)
     lossy = "; ".join(r for r in (lossy, operators_lossy, experts_lossy(src, tgt, options)) if r)
     plan = ExpansionPlan(
         table=table,
@@ -230,15 +230,19 @@ def _check_applies(table, layout, targets: Targets, method, depth) -> None:
                 )
 
 
-def _indivisible_lossy(table: ArchTable, src: Targets, tgt: Targets, allow: bool) -> str | None:
-    """A table that cannot be exact at an indivisible width: refused, or the reason."""
-    if not table.indivisible_lossy or tgt.hidden_size % src.hidden_size == 0:
+def _indivisible_lossy(
+    table: ArchTable, stream: SpaceMap | None, width: str, allow: bool
+) -> str | None:
+    """A table that cannot be exact at an indivisible width (of the ``stream`` map, sized
+    by the layout's ``width``): refused, or the reason."""
+    if not table.indivisible_lossy or stream.tgt_units % stream.src_units == 0:
         return None
     if not allow:
         raise ImpossibleExpansionError(
-            f"hidden size {src.hidden_size} -> {tgt.hidden_size} is not a multiple and "
-            f"cannot be lossless: {table.indivisible_lossy}. Use a multiple of "
-            f"{src.hidden_size}, or pass allow_lossy=True (--allow-lossy) for the best "
+            f"{'hidden size' if width == 'hidden_size' else width} {stream.src_units} -> "
+            f"{stream.tgt_units} is not a multiple and cannot be lossless: "
+            f"{table.indivisible_lossy}. Use a multiple of "
+            f"{stream.src_units}, or pass allow_lossy=True (--allow-lossy) for the best "
             "approximation"
         )
     return table.indivisible_lossy

@@ -22,6 +22,8 @@ from lemonkit.plan.methods import DEPTHS, METHODS
 
 INT = "int"
 INT_LIST = "int list"
+INT_OR_LIST = "int or int list"  # one number, or one per stage (Swin's heads)
+FLOAT = "float"
 
 
 def _size(help: str, kind: str = INT) -> Any:
@@ -34,7 +36,11 @@ class Targets:
 
     hidden_size: int | None = _size("width of the residual stream")
     num_layers: int | None = _size("number of blocks")
-    num_heads: int | None = _size("attention heads (default: follow the width, head_dim kept)")
+    num_heads: int | tuple[int, ...] | None = _size(
+        "attention heads (default: follow the width, head_dim kept); swinv2: one per stage, "
+        "e.g. 3,6",
+        INT_OR_LIST,
+    )
     num_kv_heads: int | None = _size("key/value heads (default: keep the query heads per KV head)")
     intermediate_size: int | None = _size("MLP hidden size (an MoE's dense MLP, where it has one)")
     moe_intermediate_size: int | None = _size(
@@ -48,13 +54,16 @@ class Targets:
         "source layer of each target layer, e.g. 0,0,1,1 (repeats are new blocks)", INT_LIST
     )
     hidden_sizes: tuple[int, ...] | None = _size("staged CNNs: per-stage widths", INT_LIST)
-    depths: tuple[int, ...] | None = _size("staged CNNs: per-stage block counts", INT_LIST)
+    depths: tuple[int, ...] | None = _size("staged models: per-stage block counts", INT_LIST)
     embedding_size: int | None = _size("staged CNNs: the stem's width")
+    embed_dim: int | None = _size("swinv2: the first stage's width (each patch merge doubles it)")
+    mlp_ratio: float | None = _size("swinv2: MLP width per stage width (default: kept)", FLOAT)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["kind"] == INT_LIST and value is not None:
+            value, kind = getattr(self, f.name), f.metadata["kind"]
+            listed = kind == INT_LIST or (kind == INT_OR_LIST and isinstance(value, list | tuple))
+            if listed and value is not None:
                 object.__setattr__(self, f.name, tuple(int(v) for v in value))
 
     def given(self) -> dict[str, Any]:

@@ -11,12 +11,26 @@ from lemonkit.tables.deepseek import DEEPSEEK_V3
 from lemonkit.tables.format import ArchTable
 from lemonkit.tables.gpt2 import GPT2
 from lemonkit.tables.gpt_oss import GPT_OSS
-from lemonkit.tables.llama import GEMMA, GEMMA2, LLAMA, MIXTRAL, OLMO2, QWEN3
+from lemonkit.tables.llama import (
+    GEMMA,
+    GEMMA2,
+    GEMMA3,
+    GRANITE,
+    LLAMA,
+    MIXTRAL,
+    OLMO2,
+    QWEN3,
+    SMOLLM3,
+)
+from lemonkit.tables.modernbert import MODERNBERT
 from lemonkit.tables.neox import GPT_NEOX, PHI
 from lemonkit.tables.opt import OPT
+from lemonkit.tables.phi3 import PHI3
 from lemonkit.tables.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from lemonkit.tables.resnet import RESNET
 from lemonkit.tables.roberta_prelayernorm import ROBERTA_PRELAYERNORM
+from lemonkit.tables.starcoder2 import STARCODER2
+from lemonkit.tables.swinv2 import SWINV2
 from lemonkit.tables.vit import VIT
 
 BUILT_IN: tuple[ArchTable, ...] = (
@@ -30,14 +44,21 @@ BUILT_IN: tuple[ArchTable, ...] = (
     DEEPSEEK_V3,
     GEMMA,
     GEMMA2,
+    GEMMA3,
     OLMO2,
+    PHI3,
+    SMOLLM3,
+    GRANITE,
+    STARCODER2,
     GPT_NEOX,
     PHI,
     OPT,
     VIT,
     ROBERTA_PRELAYERNORM,
     BERT,
+    MODERNBERT,
     RESNET,
+    SWINV2,
 )
 
 

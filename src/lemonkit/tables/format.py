@@ -100,6 +100,13 @@ class Tensor:
     block's norm after attention (identity in new blocks), ``"out"`` its output norm
     (identity when a new block follows; a new block ending a run of new blocks takes the
     output norm of the original block before it).
+    ``post_branch``: a norm on a residual branch's *output* (Gemma's sandwich norms,
+    Swin-v2's Res-Post-Norm): what it writes is added to the stream, so it carries the
+    stream scale of a fixed-eps model.
+    ``absent_in`` / ``stand_in``: the target layers whose module has no such tensor
+    (ModernBERT's first layer has an ``Identity`` for its attention norm). A copy of a
+    layer that lacks it, placed where the class has one, gets an identity norm shaped
+    like that layer's ``stand_in`` tensor.
     """
 
     name: str
@@ -113,6 +120,9 @@ class Tensor:
     # the Transformer's blocks (plan.layers.DEFAULT_GROUP)
     per_expert: Out | In | None = None
     kept_float32: bool = False  # transformers holds it in float32 (DeepSeek's router)
+    post_branch: bool = False
+    absent_in: tuple[int, ...] = ()
+    stand_in: str | None = None
 
     @property
     def per_layer(self) -> bool:
@@ -220,6 +230,23 @@ class StageFields:
     reduction: int = 4
 
 
+@dataclass(frozen=True)
+class PyramidFields:
+    """A hierarchical vision Transformer's config names (Swin-v2): the first stage's width,
+    which each patch merge multiplies by ``width_mult``, per-stage heads and depths, the
+    MLP ratio, and the derived last-stage width (space names in ``plan/pyramid.py``)."""
+
+    embed_dim: str = "embed_dim"
+    heads: str = "num_heads"
+    depths: str = "depths"
+    mlp_ratio: str = "mlp_ratio"
+    last_width: str = "hidden_size"
+    width_mult: int = 2
+    # blocks are built by their position modulo this (Swin: even blocks attend in windows,
+    # odd ones in shifted windows), so a block must keep its position's residue
+    block_period: int = 2
+
+
 # the field names most transformers configs use
 STANDARD_FIELDS = ConfigFields(
     hidden="hidden_size",
@@ -256,7 +283,8 @@ class ArchTable:
     # the model multiplies embeddings by sqrt(hidden_size) (Gemma): this table's input
     # embedding tensor, or None
     embed_scale_sqrt_hidden: str | None = None
-    stages: StageFields | None = None  # a staged CNN (ResNet) instead of one stream
+    # a staged CNN (ResNet) or a hierarchical Transformer (Swin) instead of one stream
+    stages: StageFields | PyramidFields | None = None
     # user-declared models (lemonkit.register): built as model_class(config_class(**json))
     model_class: type | None = None
     config_class: type | None = None
@@ -268,6 +296,7 @@ class ArchTable:
     experts: ExpertFields | None = None  # a mixture of experts (more experts: num_experts)
     dense_layers: DenseLayers | None = None  # an MoE whose config makes some blocks dense
     derived: tuple[DerivedSpace, ...] = ()  # spaces following another space's map
+    note: str = ""  # one line for ``lemonkit list``: what is special, how it is handled
 
     def base_model(self) -> ArchTable:
         """The table of the headless model: prefix stripped, head tensors dropped."""

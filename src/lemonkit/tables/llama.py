@@ -1,6 +1,8 @@
-"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases), Qwen3 (per-head q/k norms).
+"""The LLaMA family: Llama, Mistral, Qwen2 (q/k/v biases), Qwen3 (per-head q/k norms),
+Mixtral, Gemma 1/2/3, OLMo2, SmolLM3 (NoPE layers), Granite (multipliers).
 RMSNorm, SwiGLU, RoPE, GQA."""
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from lemonkit.tables.format import (
@@ -125,6 +127,12 @@ GEMMA = replace(
     embed_scale_sqrt_hidden="model.embed_tokens.weight",  # embeddings times sqrt(hidden)
 )
 
+
+def _post_branch(tensors: Iterable[Tensor]) -> tuple[Tensor, ...]:
+    """LLaMA's tensors with ``post_attention_layernorm`` after the attention (sandwich)."""
+    return tuple(replace(t, post_branch="post_attention" in t.name) for t in tensors)
+
+
 GEMMA2 = replace(
     GEMMA,
     model_types=("gemma2",),
@@ -133,9 +141,53 @@ GEMMA2 = replace(
     # sandwich norms: post_attention_layernorm (already in LLAMA's tensors) now follows the
     # attention; the MLP gets pre_ and post_feedforward_layernorm. All are over the stream.
     tensors=(
-        *LLAMA.tensors,
+        *_post_branch(LLAMA.tensors),
         Tensor(_L + "pre_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
-        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),), post_branch=True),
+    ),
+)
+
+GEMMA3 = replace(
+    GEMMA2,
+    model_types=("gemma3_text",),  # the text model; gemma3 (with vision) is another class
+    classes=("Gemma3ForCausalLM", "Gemma3TextModel"),
+    base_classes=("Gemma3TextModel",),
+    tensors=(
+        *GEMMA2.tensors,
+        Tensor(_A + "q_norm.weight", (None,)),  # per head, over head_dim: kept as is
+        Tensor(_A + "k_norm.weight", (None,)),
+    ),
+    # rms_norm_eps serves the per-head q/k norms too: eps kept, the stream scaled by 1/eta
+    # (the sandwich norms' outputs with it: post_branch)
+    fixed_eps=True,
+    note=(
+        "(1 + w) norms, sqrt(hidden) embedding scale, sandwich norms; q/k norms share "
+        "rms_norm_eps, so the stream and the sandwich norms' outputs are scaled by 1/eta; "
+        "layer_types (sliding / full) follow the layer map"
+    ),
+)
+
+SMOLLM3 = replace(
+    LLAMA,
+    model_types=("smollm3",),
+    classes=("SmolLM3ForCausalLM", "SmolLM3Model"),
+    base_classes=("SmolLM3Model",),
+    # no_rope_layers: 1 where a layer uses RoPE, 0 for a NoPE layer; follows the layer map
+    config=replace(LLAMA.config, per_layer=("layer_types", "no_rope_layers")),
+    note="NoPE layers: no_rope_layers (and layer_types) follow the layer map",
+)
+
+GRANITE = replace(
+    LLAMA,
+    model_types=("granite",),
+    classes=("GraniteForCausalLM", "GraniteModel"),
+    base_classes=("GraniteModel",),
+    # embedding_multiplier, residual_multiplier, attention_multiplier and logits_scaling are
+    # scalars independent of the width (the attention's replaces head_dim^-0.5, and
+    # head_dim is kept): kept as they are, the expansion stays exact
+    note=(
+        "embedding, residual and attention multipliers and logits_scaling are scalars "
+        "independent of the width: kept, exact"
     ),
 )
 
@@ -147,8 +199,8 @@ OLMO2 = replace(
     # no input norms: attention and MLP read the raw (zero-filled) stream; their outputs
     # pass post_attention_layernorm / post_feedforward_layernorm before the residual add
     tensors=(
-        *(t for t in LLAMA.tensors if "input_layernorm" not in t.name),
-        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),)),
+        *_post_branch(t for t in LLAMA.tensors if "input_layernorm" not in t.name),
+        Tensor(_L + "post_feedforward_layernorm.weight", (Gamma(HIDDEN),), post_branch=True),
         Tensor(_A + "q_norm.weight", (Gamma(HEADS),)),  # over all heads: [H * d]
         Tensor(_A + "k_norm.weight", (Gamma(KV_HEADS),)),  # [KV * d]
     ),

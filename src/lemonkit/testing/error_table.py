@@ -86,19 +86,46 @@ RESNET_KINDS: dict[str, dict] = {
 }
 
 
-def measure_resnet() -> str:
-    """The ResNet row of the error table (its sizes are per stage)."""
-    from lemonkit.testing.zoo import resnet
+# Swin-v2 grows per stage too; its source: embed_dim 16 (stages 16, 32), heads [2, 4],
+# depths [2, 2], mlp_ratio 2
+SWINV2_KINDS: dict[str, dict] = {
+    "embed_dim x2": dict(embed_dim=32),
+    "embed_dim x3": dict(embed_dim=48),
+    "embed_dim 16->24": dict(embed_dim=24),
+    "depths 2->3, 2->5": dict(depths=[3, 5]),
+    "mlp_ratio 2->3.5": dict(mlp_ratio=3.5),
+    "everything": dict(embed_dim=32, depths=[4, 3], mlp_ratio=3.0),
+}
+
+
+def measure_staged(arch: str, kinds: dict[str, dict]) -> str:
+    """The row of a family whose sizes are per stage (``resnet``, ``swinv2``)."""
+    from lemonkit.testing import zoo
 
     cells = []
-    for kwargs in RESNET_KINDS.values():
-        small = resnet()
-        report = lemonkit.verify(small, lemonkit.expand(small, **kwargs))
-        cells.append(f"{report.rel_error_fp64:.0e} / {report.rel_error_fp32:.0e}")
-    header = "| model type | " + " | ".join(RESNET_KINDS) + " |"
-    return "\n".join(
-        [header, "|---|" + "---|" * len(RESNET_KINDS), "| resnet | " + " | ".join(cells) + " |"]
-    )
+    for kwargs in kinds.values():
+        small = getattr(zoo, arch)()
+        try:
+            cell = "{:.0e} / {:.0e}"
+            big = lemonkit.expand(small, **kwargs)
+        except ImpossibleExpansionError:
+            cell = "refused (lossy: {:.0e} / {:.0e})"
+            big = lemonkit.expand(small, allow_lossy=True, **kwargs)
+        report = lemonkit.verify(small, big)
+        cells.append(cell.format(report.rel_error_fp64, report.rel_error_fp32))
+    header = "| model type | " + " | ".join(kinds) + " |"
+    row = f"| {arch} | " + " | ".join(cells) + " |"
+    return "\n".join([header, "|---|" + "---|" * len(kinds), row])
+
+
+def measure_resnet() -> str:
+    """The ResNet row of the error table (its sizes are per stage)."""
+    return measure_staged("resnet", RESNET_KINDS)
+
+
+def staged_markdown() -> str:
+    """The rows of the families that grow per stage: ResNet, then Swin-v2."""
+    return measure_resnet() + "\n\n" + measure_staged("swinv2", SWINV2_KINDS)
 
 
 # mixtures of experts (sources: 4 experts, 2 per token; DeepSeek 8 in 4 groups)
@@ -169,7 +196,7 @@ def main() -> None:
     print("Relative error ||big(x) - small(x)|| / ||small(x)|| on random inputs, float64 / float32")
     print(to_markdown(measure()))
     print()
-    print(measure_resnet())
+    print(staged_markdown())
     print()
     print(measure_moe())
     print()

@@ -140,6 +140,44 @@ def olmo2(**kw):
     return _llama_like(tf.Olmo2Config, tf.Olmo2ForCausalLM, **kw)
 
 
+def gemma3(**kw):
+    kw.setdefault("head_dim", 16)  # Gemma3's config default is 256
+    kw.setdefault("query_pre_attn_scalar", 16)
+    kw.setdefault("sliding_window", 4)  # short, so that the random inputs exercise it
+    kw.setdefault("layer_types", _alternate("sliding_attention", "full_attention", kw))
+    return _llama_like(tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, **kw)
+
+
+def _alternate(first: str, second: str, kw: dict) -> list[str]:
+    """A per-layer list of two kinds, alternating (the configs' defaults put the second
+    kind only every 4th or 6th layer, which two layers never reach)."""
+    return [first if i % 2 == 0 else second for i in range(kw.get("layers", 2))]
+
+
+def phi3(**kw):
+    return _llama_like(tf.Phi3Config, tf.Phi3ForCausalLM, **kw)
+
+
+def smollm3(**kw):
+    kw.setdefault("no_rope_layers", [1 - i % 2 for i in range(kw.get("layers", 2))])  # NoPE
+    return _llama_like(tf.SmolLM3Config, tf.SmolLM3ForCausalLM, **kw)
+
+
+def granite(**kw):
+    kw = {
+        "embedding_multiplier": 12.0,
+        "residual_multiplier": 0.22,
+        "attention_multiplier": 0.2,
+        "logits_scaling": 8.0,
+        **kw,
+    }
+    return _llama_like(tf.GraniteConfig, tf.GraniteForCausalLM, **kw)
+
+
+def starcoder2(**kw):
+    return _llama_like(tf.Starcoder2Config, tf.Starcoder2ForCausalLM, sliding_window=4, **kw)
+
+
 def gpt_neox(**kw):
     return _standard(tf.GPTNeoXConfig, tf.GPTNeoXForCausalLM, rotary_pct=0.5, **_LM, **kw)
 
@@ -176,6 +214,20 @@ def bert(**kw):
     )
 
 
+def modernbert(**kw):
+    kw.setdefault("layer_types", _alternate("full_attention", "sliding_attention", kw))
+    kw.setdefault("local_attention", 4)  # a window of 2 on each side: exercised
+    tokens = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+    return _standard(
+        tf.ModernBertConfig,
+        tf.ModernBertForMaskedLM,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        **tokens,
+        **kw,
+    )
+
+
 BUILDERS = {
     "gpt2": gpt2,
     "llama": llama,
@@ -192,10 +244,16 @@ BUILDERS = {
     "opt": opt,
     "gemma": gemma,
     "gemma2": gemma2,
+    "gemma3": gemma3,
     "olmo2": olmo2,
+    "phi3": phi3,
+    "smollm3": smollm3,
+    "granite": granite,
+    "starcoder2": starcoder2,
     "vit": vit,
     "roberta-prelayernorm": roberta_prelayernorm,
     "bert": bert,
+    "modernbert": modernbert,
 }
 
 
@@ -253,4 +311,24 @@ def resnet(dtype=torch.float64, seed: int = 0, **kw):
         for name, p in model.named_parameters():
             if "normalization" in name:
                 p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+    return model
+
+
+def swinv2(dtype=torch.float64, seed: int = 0, randomize_norms: bool = True, **kw):
+    """A random Swin-v2 classifier: 16 x 16 patches of 2 pixels, windows of 4 (stage 0 and
+    stage 1 both shift their windows), norms randomised. Its sizes are per stage:
+    ``embed_dim``, ``num_heads``, ``depths`` (lemonkit grows it through the same names)."""
+    from lemonkit.module import init_like_from_pretrained
+
+    torch.manual_seed(seed)
+    kw = {"embed_dim": 16, "num_heads": [2, 4], "depths": [2, 2], "mlp_ratio": 2.0, **kw}
+    cfg = tf.Swinv2Config(image_size=32, patch_size=2, window_size=4, num_labels=5, **kw)
+    model = init_like_from_pretrained(tf.Swinv2ForImageClassification(cfg).to(dtype).eval())
+    if randomize_norms:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name and p.dim() == 1:
+                    p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+                elif name.endswith("bias"):
+                    p.copy_(torch.randn_like(p) * 0.1)
     return model

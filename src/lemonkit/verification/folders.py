@@ -36,8 +36,9 @@ def verify_folders(
     if "tol_fp64" not in kwargs:
         kwargs["tol_fp64"] = recorded_tolerance(Path(out))
     if blockwise is None:
-        total = Checkpoint.open(src).nbytes + Checkpoint.open(out).nbytes
-        blockwise = total > BLOCKWISE_ABOVE_BYTES
+        source = Checkpoint.open(src)
+        total = source.nbytes + Checkpoint.open(out).nbytes
+        blockwise = total > BLOCKWISE_ABOVE_BYTES and not source.table().stages  # one stack
     if blockwise:
         from lemonkit.verification.blockwise import verify_blockwise
 

@@ -120,6 +120,10 @@ DEEPSEEK_V3 = replace(
         mlp="moe_intermediate_size",
         shared_experts="n_shared_experts",
     ),
+    note=(
+        "MLA: q/kv latents and the rope/nope split kept, per-head up-projections copied; "
+        "router in float32 as the class holds it; FP8 checkpoints, the MTP layer refused"
+    ),
     dense_layers=DenseLayers(first_k="first_k_dense_replace"),
     derived=(
         DerivedSpace(HEADS_QK, HEADS, unit_fields=("qk_nope_head_dim", "qk_rope_head_dim")),

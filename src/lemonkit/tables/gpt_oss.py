@@ -44,5 +44,9 @@ GPT_OSS = replace(
     ),
     # the softmax over the selected logits gives m copies of an expert 1/m each
     experts=ExpertFields(count="num_local_experts"),
+    note=(
+        "attention sinks copied with their heads; biased experts over interleaved "
+        "[gate, up] pairs; MXFP4 checkpoints refused (dequantise first)"
+    ),
     derived=(DerivedSpace(PER_HEAD, HEADS), DerivedSpace(MLP_PAIRS, MLP, unit_size=2)),
 )

@@ -116,6 +116,10 @@ MIXTRAL = replace(
         *expert_mlp(_M + "experts.{e}.", ("w1", "w3", "w2"), MLP),
     ),
     experts=ExpertFields(count="num_local_experts"),  # softmax router, always renormalised
+    note=(
+        "stacked experts in memory, one w1 / w3 / w2 per expert on disk; router columns "
+        "split (routing unchanged)"
+    ),
 )
 
 GEMMA = replace(

@@ -83,6 +83,7 @@ QWEN2_MOE = replace(
         mlp="moe_intermediate_size",
         shared_mlp="shared_expert_intermediate_size",
     ),
+    note="shared expert behind a sigmoid gate (its columns split); norm_topk_prob either way",
     dense_layers=DenseLayers(index_list="mlp_only_layers", sparse_step="decoder_sparse_step"),
 )
 
@@ -93,5 +94,6 @@ QWEN3_MOE = replace(
     base_classes=("Qwen3MoeModel",),
     tensors=_with_moe(QWEN3),
     experts=ExpertFields(count="num_experts", renorm="norm_topk_prob", mlp="moe_intermediate_size"),
+    note="norm_topk_prob either way; one gate / up / down per expert on disk",
     dense_layers=DenseLayers(index_list="mlp_only_layers", sparse_step="decoder_sparse_step"),
 )

@@ -55,7 +55,8 @@ def test_save_config_then_replay_is_byte_identical(src, tmp_path):
     again = tmp_path / "again"
     assert main(["-q", "expand", "--config", str(saved), str(src), str(again)]) == 0
     replay = tmp_path / "replay"
-    assert main(["-q", "expand", "--config", str(out / "lemonkit.json"), str(src), str(replay)]) == 0
+    record = str(out / "lemonkit.json")
+    assert main(["-q", "expand", "--config", record, str(src), str(replay)]) == 0
     first = _files(out)
     for folder in (again, replay):
         files = _files(folder)

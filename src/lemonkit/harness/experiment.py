@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,6 +50,8 @@ class Experiment:
     p: dict  # the preset's values
     out: Path  # this preset's results folder: {results}/{name}/{preset}
     data: dict  # the [data] table: where the data comes from (not part of the cache key)
+    tokenizer: dict | None = None  # the [tokenizer] table (harness.text), if any
+    facts: dict = field(default_factory=dict)  # the data's vocabulary / image geometry
 
 
 def experiment_from_config(cfg: dict, preset: str, out: Path, where: str = "config") -> Experiment:
@@ -69,6 +71,7 @@ def experiment_from_config(cfg: dict, preset: str, out: Path, where: str = "conf
         presets[preset],
         Path(out) / cfg["name"] / preset,
         cfg["data"],
+        cfg.get("tokenizer"),
     )
 
 
@@ -80,15 +83,28 @@ def load_experiment(path: str | Path, preset: str, out: Path) -> Experiment:
         cfg = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"{path}: not valid TOML ({e})") from e
-    return experiment_from_config(cfg, preset, out, str(path))
+    return experiment_from_config(relative_to(cfg, Path(path).parent), preset, out, str(path))
+
+
+def relative_to(cfg: dict, folder: Path) -> dict:
+    """Relative data and tokenizer paths are relative to the config file's folder."""
+    cfg = dict(cfg)
+    for table, key in (("data", "root"), ("tokenizer", "path")):
+        value = cfg.get(table, {}).get(key)
+        if value is not None and not Path(value).is_absolute():
+            cfg[table] = {**cfg[table], key: str(folder / value)}
+    return cfg
 
 
 def load_data(exp: Experiment) -> TextData | ImageData:
-    """The data the experiment's ``[data]`` table names, checked against its task."""
-    data = load_source(exp.data)
+    """The data the experiment's ``[data]`` table names (tokenized by its ``[tokenizer]``
+    table, if any), checked against its task; ``exp.facts`` records what the models need
+    to fit it (a vocabulary, an image size) where that is not the default."""
+    data = load_source(exp.data, exp.tokenizer)
     if isinstance(data, ImageData) != (exp.task == "image"):
         kind = exp.data.get("kind")
         raise HarnessError(f"{exp.name}: data of kind {kind!r} does not fit task {exp.task!r}")
+    exp.facts = data.facts()
     return data
 
 
@@ -130,7 +146,7 @@ def run_config(
 
 def load_small_model(exp: Experiment) -> torch.nn.Module:
     """The trained source model of the experiment (its ``small`` run's weights)."""
-    model = build_model(exp.p["small"], exp.task, exp.p.get("seq_len", 0), seed=1000)
+    model = build_model(exp.p["small"], exp.task, exp.p.get("seq_len", 0), 1000, exp.facts)
     model.load_state_dict(load_file(str(exp.out / "small.safetensors")))
     return model
 
@@ -139,9 +155,9 @@ def _init_model(exp: Experiment, spec: RunSpec, data) -> tuple[torch.nn.Module, 
     """The model a run starts from, and facts about its start (expansion error)."""
     seq = exp.p.get("seq_len", 0)
     if spec.init == "small":
-        return build_model(exp.p["small"], exp.task, seq, seed=1000), {}
+        return build_model(exp.p["small"], exp.task, seq, 1000, exp.facts), {}
     if spec.init == "scratch":
-        return build_model(exp.p["large"], exp.task, seq, seed=spec.seed), {}
+        return build_model(exp.p["large"], exp.task, seq, spec.seed, exp.facts), {}
     small = load_small_model(exp)
     big = lemonkit.expand(
         small,
@@ -185,11 +201,15 @@ def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
     """What a finished run's JSON must match to be reused: the models, the run, its
     settings (which include the target, so new scratch runs invalidate the rest).
     Settings that do not apply to the task (``mask_prob`` outside masked LM) are left out;
-    so is the data's location (``exp.data``): a copy elsewhere gives the same results."""
+    so is the data's location (``exp.data``): a copy elsewhere gives the same results.
+    A tokenizer and the data's facts are in it when there are any."""
     config = loop.comparable(cfg)
     if exp.task != "mlm":
         config.pop("mask_prob")
     key = {"models": {"small": exp.p["small"], "large": exp.p["large"]}, "run": asdict(spec)}
+    if exp.tokenizer or exp.facts:
+        tokenizer = {k: v for k, v in (exp.tokenizer or {}).items() if k != "path"}
+        key["data"] = {"tokenizer": tokenizer, "facts": exp.facts}  # no machine paths
     return json.loads(json.dumps({**key, "config": config}))
 
 

@@ -16,19 +16,22 @@ from __future__ import annotations
 import torch
 import transformers as tf
 
-from lemonkit.harness.data import TEXT_VOCAB
+from lemonkit.harness.data import FASHION_MNIST, TEXT_VOCAB
 
 ARCHS = ("llama", "gpt2", "vit", "bert")
 TASKS = {"llama": "causal_lm", "gpt2": "causal_lm", "vit": "image", "bert": "mlm"}
 
 
-def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
+def _config(spec: dict, seq_len: int, facts: dict) -> tf.PretrainedConfig:
+    """``facts``: the data's vocabulary or image geometry (``TextData.facts``)."""
     d, n, h = spec["hidden"], spec["layers"], spec["heads"]
+    vocab = facts.get("vocab_size", TEXT_VOCAB)
+    image = {**FASHION_MNIST, **facts}
     ffn = spec.get("intermediate", 4 * d)
     arch = spec["arch"]
     if arch == "llama":
         return tf.LlamaConfig(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             hidden_size=d,
             num_hidden_layers=n,
             num_attention_heads=h,
@@ -39,7 +42,7 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
         )
     if arch == "gpt2":
         return tf.GPT2Config(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             n_embd=d,
             n_layer=n,
             n_head=h,
@@ -57,16 +60,16 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
             num_hidden_layers=n,
             num_attention_heads=h,
             intermediate_size=ffn,
-            image_size=28,
+            image_size=image["image_size"],
             patch_size=spec.get("patch", 4),
-            num_channels=1,
-            num_labels=10,
+            num_channels=image["num_channels"],
+            num_labels=image["num_labels"],
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
         )
     if arch == "bert":
         return tf.RobertaPreLayerNormConfig(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             hidden_size=d,
             num_hidden_layers=n,
             num_attention_heads=h,
@@ -90,12 +93,15 @@ def model_class(arch: str) -> type:
     }[arch]
 
 
-def build_model(spec: dict, task: str, seq_len: int, seed: int = 0) -> torch.nn.Module:
-    """A freshly initialised model (``transformers``' own init, seeded)."""
+def build_model(
+    spec: dict, task: str, seq_len: int, seed: int = 0, facts: dict | None = None
+) -> torch.nn.Module:
+    """A freshly initialised model (``transformers``' own init, seeded); ``facts``: the
+    data's vocabulary size or image geometry when not the bytes' or Fashion-MNIST's."""
     if TASKS[spec["arch"]] != task:
         raise ValueError(f"arch {spec['arch']!r} does not do task {task!r}")
     torch.manual_seed(seed)
-    config = _config(spec, seq_len)
+    config = _config(spec, seq_len, facts or {})
     config._attn_implementation = "sdpa"
     return model_class(spec["arch"])(config)
 

@@ -22,9 +22,10 @@ ARCHS = ("llama", "gpt2", "vit", "bert")
 TASKS = {"llama": "causal_lm", "gpt2": "causal_lm", "vit": "image", "bert": "mlm"}
 
 
-def _config(spec: dict, seq_len: int, facts: dict) -> tf.PretrainedConfig:
+def _config(spec: dict, seq_len: int, facts: dict | None = None) -> tf.PretrainedConfig:
     """``facts``: the data's vocabulary or image geometry (``TextData.facts``)."""
     d, n, h = spec["hidden"], spec["layers"], spec["heads"]
+    facts = facts or {}
     vocab = facts.get("vocab_size", TEXT_VOCAB)
     image = {**FASHION_MNIST, **facts}
     ffn = spec.get("intermediate", 4 * d)

@@ -7,8 +7,9 @@ validation loss; two evaluations in a row), against the FLOPs of the from-scratc
 source). Validation is measured every ``eval_every`` steps, so "steps to target" has that
 granularity. Over seeds: mean ± sample sd, and LEMON against each method on the same seeds
 (``stats``). The *dip*: the largest validation loss above the source's final loss in the
-first ``DIP_WINDOW`` x T steps after growth. Tied units (``lemonkit.tied_units``, where this
-lemonkit has it): at the start and at the first evaluation.
+first ``DIP_WINDOW`` x T steps after growth (at least the first evaluation). Tied units
+(``lemonkit.tied_units``, where this lemonkit has it): at the start and at the first
+evaluation.
 
 Example:
     >>> hist = [{"step": 10 * i, "val_loss": v, "flops": 5.0 * i}
@@ -94,8 +95,8 @@ def _row(name: str, r: dict, runs: dict, target: float, scratch_flops: float, T:
     source_flops, source_val = source["history"][-1]["flops"], source["history"][-1]["val_loss"]
     dip = None
     if r["run"]["init"] == "expand":
-        early = [h["val_loss"] for h in hist if 0 < h["step"] <= DIP_WINDOW * T]
-        dip = max(early) - source_val if early else None
+        early = [h for h in hist[1:] if h["step"] <= DIP_WINDOW * T] or hist[1:2]
+        dip = max(h["val_loss"] for h in early) - source_val if early else None
     return {
         "run": name,
         "method": method_of(name),

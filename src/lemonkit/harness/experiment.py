@@ -33,7 +33,7 @@ import lemonkit
 from lemonkit.harness import loop, tokenize
 from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
 from lemonkit.harness.data import ImageData, TextData
-from lemonkit.harness.errors import HarnessError
+from lemonkit.harness.errors import HarnessError, UnavailableMethodError
 from lemonkit.harness.growth import add_noise, tied_count
 from lemonkit.harness.models import TASKS, build_model, expand_kwargs
 from lemonkit.harness.runs import RunSpec, is_lossy, key_fields, run_specs
@@ -162,12 +162,16 @@ def _init_model(exp: Experiment, spec: RunSpec, data) -> tuple[torch.nn.Module, 
         return build_model(exp.p["large"], exp.task, seq, seed=spec.seed), {}
     small = load_small_model(exp, spec.source)
     growth = {"seed": spec.seed, "method": spec.method, "depth": spec.depth, **spec.options}
+    if spec.depth not in lemonkit.DEPTHS or spec.method not in lemonkit.METHODS:
+        raise UnavailableMethodError(f"{spec.name}: this lemonkit has no rule for {growth}")
     try:
         big = lemonkit.expand(
             small, **expand_kwargs(exp.p["large"]), **growth, allow_lossy=is_lossy(spec)
         )
     except TypeError as e:  # an option of a newer lemonkit (split, sigma, new_blocks)
-        raise HarnessError(f"{spec.name}: this lemonkit cannot grow with {growth}: {e}") from e
+        raise UnavailableMethodError(
+            f"{spec.name}: this lemonkit cannot grow with {growth}: {e}"
+        ) from e
     if spec.noise_snr is not None:  # HyperCloning-style: equal splits, then noise
         add_noise(big, spec.noise_snr, seed=spec.seed)
     facts = {"init_rel_error": init_error(small, big, exp, data), "growth": growth}
@@ -253,6 +257,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         "threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "unigram_nats": unigram_nats(data),
         **facts,
     }
     if rank == 0:
@@ -261,6 +266,16 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
     if dist.is_initialized():
         dist.barrier()  # the next run reads what rank 0 just wrote
     return record
+
+
+def unigram_nats(data) -> float | None:
+    """The unigram plateau of text data: the entropy of its training tokens (nats); a model
+    that only learned token frequencies sits there. None for images."""
+    if not isinstance(data, TextData):
+        return None
+    counts = torch.bincount(data.train.long()).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
 
 
 def _tied_probe(model: torch.nn.Module) -> dict:
@@ -298,14 +313,25 @@ def _save(exp: Experiment, spec: RunSpec, model: torch.nn.Module, record: dict) 
 
 
 def run_experiment(
-    exp: Experiment, only: list[str] | None = None, progress: bool = True, force: bool = False
+    exp: Experiment,
+    only: list[str] | None = None,
+    progress: bool = True,
+    force: bool = False,
+    skip_unavailable: bool = False,
 ) -> list[dict]:
-    """Every run of ``exp`` in dependency order (``only``: a subset by name)."""
+    """Every run of ``exp`` in dependency order (``only``: a subset by name).
+    ``skip_unavailable``: skip, with a warning, runs whose growth method this lemonkit
+    lacks (``UnavailableMethodError``) instead of stopping there."""
     data = load_data(exp)
     records = []
     for spec in exp.specs():
         if only and spec.name not in only:
             continue
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
-        records.append(run_one(exp, spec, data, progress, force=force))
+        try:
+            records.append(run_one(exp, spec, data, progress, force=force))
+        except UnavailableMethodError as e:
+            if not skip_unavailable:
+                raise
+            log.warning("skipped: %s", e)
     return records

@@ -25,6 +25,7 @@ import statistics
 from pathlib import Path
 
 from lemonkit.harness import stats, timing
+from lemonkit.harness.describe import models_sentence, where_it_ran
 from lemonkit.harness.plots import plot
 from lemonkit.harness.runs import GROUP_ORDER, OVERVIEW_RUNS, method_of
 
@@ -75,6 +76,7 @@ def summarise(runs: dict[str, dict]) -> dict:
         "T": T,
         "wall_s": sum(r.get("wall_s", 0.0) for r in runs.values()),
         "paired": paired_comparisons(runs, rows),
+        "unigram_nats": scratch[0].get("unigram_nats"),
         "sources": {
             n: {
                 "steps": r["history"][-1]["step"],
@@ -256,38 +258,6 @@ def method_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def where_it_ran(record: dict) -> str:
-    """``"GPU: NVIDIA H200"``, ``"GPU"`` (older records) or ``"CPU, 2 threads"``."""
-    if record.get("device") == "cuda":
-        return f"GPU: {record['gpu']}" if record.get("gpu") else "GPU"
-    return f"CPU, {record.get('threads', '?')} threads"
-
-
-def describe_model(spec: dict) -> str:
-    """A model spec in words, e.g. ``llama 192 x 4 (6 heads, 2 KV heads, MLP 512)``."""
-    extras = [f"{spec['heads']} heads"]
-    if "kv_heads" in spec:
-        extras.append(f"{spec['kv_heads']} KV heads")
-    extras.append(f"MLP {spec.get('intermediate', 4 * spec['hidden'])}")
-    if "patch" in spec:
-        extras.append(f"patch {spec['patch']}")
-    return f"{spec['arch']} {spec['hidden']} x {spec['layers']} ({', '.join(extras)})"
-
-
-def models_sentence(models: dict) -> str:
-    """The small and large model of an experiment in one line.
-
-    Example:
-        >>> spec = {"arch": "gpt2", "hidden": 128, "layers": 2, "heads": 4}
-        >>> models_sentence({"small": spec, "large": {**spec, "hidden": 192, "layers": 4}})[25:]
-        'gpt2 128 x 2 (4 heads, MLP 512) -> gpt2 192 x 4 (4 heads, MLP 768).'
-    """
-    return (
-        f"Models (width x layers): {describe_model(models['small'])} -> "
-        f"{describe_model(models['large'])}."
-    )
-
-
 def experiment_section(folder: Path, results_root: Path) -> str | None:
     runs = load_runs(folder)
     summary = summarise(runs)
@@ -316,7 +286,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"{summary['small_final_val']:.4f}, {small_gap:+.4f} from the target; its training "
             f"costs {100 * summary['small_flops'] / summary['scratch_flops']:.1f}% of the "
             f"scratch run's FLOPs. All {len(runs)} runs took {summary['wall_s'] / 60:.1f} min "
-            f"of wall time ({where_it_ran(first)}).",
+            f"of wall time ({where_it_ran(first)}).{_plateau(summary)}",
             "",
             _saving_sentence(h, verdict(summary)),
             "",
@@ -334,6 +304,16 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"![{name}]({rel_png})",
             "",
         ]
+    )
+
+
+def _plateau(summary: dict) -> str:
+    """How far below the unigram plateau the target lies (text only)."""
+    u = summary.get("unigram_nats")
+    if u is None:
+        return ""
+    return f" Unigram plateau (entropy of the training tokens): {u:.3f}; the target is " + (
+        f"{u - summary['target']:.3f} below it." if summary["target"] < u else "**above it**."
     )
 
 

@@ -228,3 +228,46 @@ def test_a_method_of_a_newer_lemonkit_starts_or_says_which_run_needs_it(tmp_path
         assert "lemon-paper-s0" in str(e)
     else:
         assert facts["init_rel_error"] < 1e-5 and facts["growth"]["split"] == "paper"
+
+
+def test_skip_unavailable_runs_the_rest_and_the_report_ignores_prepared_data(tmp_path):
+    """A method this lemonkit lacks stops the experiment, or with ``skip_unavailable`` is
+    skipped while the rest runs; the report reads no JSON under ``.cache/``."""
+    data = tomllib.loads((ROOT / "experiments" / "configs" / "lm_llama.toml").read_text())
+    small = {
+        "arch": "llama",
+        "hidden": 32,
+        "layers": 1,
+        "heads": 4,
+        "kv_heads": 2,
+        "intermediate": 64,
+    }
+    preset = {
+        "small": small,
+        "large": {**small, "layers": 2},
+        "seq_len": 16,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup": 1,
+        "small_steps": 2,
+        "steps": 4,
+        "eval_every": 2,
+        "eval_batches": 1,
+        "seeds": [0],
+        "baselines": ["lemon-cancel", "stack"],
+    }
+    cfg = {"name": "t", "task": "causal_lm", "data": data["data"], "preset": {"p": preset}}
+    exp = experiment.experiment_from_config(cfg, "p", tmp_path)
+    available = "cancel" in lemonkit.DEPTHS
+    if not available:
+        with pytest.raises(UnavailableMethodError, match="lemon-cancel-s0"):
+            experiment.run_experiment(exp, progress=False)
+    experiment.run_experiment(exp, progress=False, skip_unavailable=True)
+    assert (exp.out / "stack-s0.json").exists()
+    assert (exp.out / "lemon-cancel-s0.json").exists() == available
+    prepared = tmp_path / ".cache" / "tokenizers"
+    prepared.mkdir(parents=True)
+    (prepared / "bpe-300-0.json").write_text('{"model": {}}')  # a tokenizer, not a run
+    from lemonkit.harness import report
+
+    assert "## t — preset `p`" in report.write_results(tmp_path).read_text()

@@ -344,7 +344,9 @@ def overview(summaries: list[tuple[str, str, dict]]) -> str:
 def write_results(root: Path) -> Path:
     """Regenerate ``root/RESULTS.md`` from every experiment folder under ``root``."""
     sections, summaries = [], []
-    for folder in sorted(p for p in root.glob("*/*") if p.is_dir() and p.name != ".cache"):
+    # experiment/preset folders; not a hidden one (.cache/tokenizers: prepared data)
+    folders = [p for p in root.glob("*/*") if p.is_dir() and not p.parent.name.startswith(".")]
+    for folder in sorted(folders):
         section = experiment_section(folder, root)
         if section:
             sections.append(section)

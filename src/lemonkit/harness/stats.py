@@ -102,10 +102,10 @@ def paired(lemon: dict[int, dict], other: dict[int, dict]) -> dict:
 
 
 def diff_text(diffs: list[float], pct: bool = False) -> str:
-    """``+0.0123 ± 0.0040 (SE)`` or ``-``."""
+    """``+0.0123 ± 0.0040`` (mean ± SE; percentage points with ``pct``) or ``-``."""
     if not diffs:
         return "-"
     mean, se = mean_se(diffs)
-    scale, unit, digits = (100, "", 1) if pct else (1, "", 4)
+    scale, unit, digits = (100, " pp", 1) if pct else (1, "", 4)
     se_text = "" if math.isinf(se) else f" ± {scale * se:.{digits}f}"
-    return f"{scale * mean:+.{digits}f}{unit}{se_text}"
+    return f"{scale * mean:+.{digits}f}{se_text}{unit}"

@@ -104,7 +104,8 @@ def plot_timing(rows: list[dict], path: Path, title: str) -> None:
     ax.set_ylabel("FLOPs saved (%)")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_title(f"{title}: when to grow", fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing to draw where no source reached it
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -14,13 +14,12 @@ import pytest
 import torch
 
 from helpers import EXAMPLES
-from lemonkit.harness import cli
+from lemonkit.harness import cli, tokenize
 from lemonkit.harness.data import ImageData, TextData
 from lemonkit.harness.errors import HarnessError
-from lemonkit.harness.experiment import cache_key, load_experiment, run_config
-from lemonkit.harness.runs import run_specs
+from lemonkit.harness.experiment import load_data, load_experiment
+from lemonkit.harness.models import build_model
 from lemonkit.harness.sources import load_source
-from lemonkit.harness.text import load_tokenizer
 
 WORDS = [
     "the",
@@ -52,6 +51,21 @@ def write_texts(folder: Path, files: int = 30, seed: int = 0) -> Path:
     return folder
 
 
+IMAGE_CONFIG = """
+name = "images"
+task = "image"
+[data]
+kind = "image_folder"
+root = "images"
+image_size = 16
+channels = 3
+val_every = 5
+[preset.tiny]
+small = { arch = "vit", hidden = 32, layers = 2, heads = 4, intermediate = 64, patch = 4 }
+large = { arch = "vit", hidden = 48, layers = 3, heads = 6, intermediate = 96, patch = 4 }
+"""
+
+
 def test_the_example_runs_on_a_user_folder(tmp_path):
     config = tmp_path / "own_data.toml"
     shutil.copy(EXAMPLES / "own_data.toml", config)
@@ -63,9 +77,8 @@ def test_the_example_runs_on_a_user_folder(tmp_path):
     assert runs == {"small", "scratch-s0", "lemon-s0", "net2net-s0"}
     lemon = json.loads((folder / "lemon-s0.json").read_text())
     assert lemon["init_rel_error"] < 1e-4  # grown losslessly on the user's tokens
-    assert lemon["key"]["data"]["tokenizer"] == {"train": "bpe", "vocab_size": 512}
-    # byte-level BPE: 256 bytes + merges (this corpus has fewer than 512) + 2 unused + mask
-    assert 256 + 3 < lemon["key"]["data"]["facts"]["vocab_size"] <= 512 + 3
+    assert lemon["key"]["tokenizer"] == {"kind": "bpe", "vocab": 512}
+    assert lemon["key"]["models"]["large"]["vocab"] == 512 + 4
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["target"] > 0
     assert (folder / "curves.png").stat().st_size > 10_000
@@ -73,22 +86,31 @@ def test_the_example_runs_on_a_user_folder(tmp_path):
     assert "own_data" in results and "FLOPs saved" in results
 
 
-def test_text_file_kind_and_a_local_tokenizer_folder(tmp_path):
+def test_text_file_kind_and_a_tokenizer_of_your_own(tmp_path):
     texts = write_texts(tmp_path / "texts", files=12)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(p.read_text() for p in sorted(texts.iterdir())))
-    tok = load_tokenizer({"train": "wordpiece", "vocab_size": 200}, [corpus.read_bytes()])
+    tok = tokenize.train_tokenizer([corpus.read_text()], "wordpiece", 300)
     (tmp_path / "tok").mkdir()
     tok.save(str(tmp_path / "tok" / "tokenizer.json"))
-    spec = {"kind": "text_file", "root": str(corpus), "val_every": 4}
-    data = load_source(spec, {"path": str(tmp_path / "tok")})
-    assert isinstance(data, TextData) and data.vocab_size == tok.get_vocab_size() + 3
+    spec = {"path": str(tmp_path / "tok")}
+    tokenize.check(spec)
+    assert tokenize.model_vocab(spec) == tok.get_vocab_size() + 4
+    key = tokenize.key_of(spec)
+    assert set(key) == {"sha256"} and str(tmp_path) not in json.dumps(key)  # no machine path
+    raw = load_source({"kind": "text_file", "root": str(corpus), "val_every": 4})
+    assert isinstance(raw, TextData) and raw.train.dtype == torch.uint8
+    assert bytes(raw.val.tolist()).count(b"\n\n") == 3  # paragraphs 0, 4 and 8
+    data = tokenize.encode(raw, spec, tmp_path / "cache")
+    assert data.mask_id == tok.get_vocab_size() + 2
     assert int(data.train.min()) >= 2 and int(data.train.max()) < data.mask_id
-    sep = tok.token_to_id("[SEP]") + 2
-    assert int((data.train == sep).sum()) == 9 and int((data.val == sep).sum()) == 3
     x, labels = data.mlm_batch("train", 0, 4, 16, seed=0, mask_prob=0.5)
-    assert int(x.max()) <= data.mask_id and int(x.min()) >= 2  # padding id 1 never appears
+    assert int(x.max()) <= data.mask_id and not (x == 1).any()  # 1: the padding id
     assert (labels != -100).any()
+    with pytest.raises(HarnessError, match="nothing else goes"):
+        tokenize.check({**spec, "vocab": 300})
+    with pytest.raises(HarnessError, match="not found"):
+        tokenize.check({"path": str(tmp_path / "nowhere")})
 
 
 def test_bytes_without_a_tokenizer_are_the_built_in_stream(tmp_path):
@@ -96,7 +118,7 @@ def test_bytes_without_a_tokenizer_are_the_built_in_stream(tmp_path):
     data = load_source({"kind": "text_files", "root": str(texts), "val_every": 2})
     files = sorted(texts.iterdir())
     expected = b"".join(files[k].read_bytes() + b"\n\n" for k in (0, 2, 4))
-    assert bytes(data.val.tolist()) == expected and data.facts() == {}
+    assert bytes(data.val.tolist()) == expected and data.mask_id == 256
 
 
 def test_image_folder_kind(tmp_path):
@@ -112,10 +134,16 @@ def test_image_folder_kind(tmp_path):
     data = load_source({**spec, "channels": 3, "val_every": 5})
     assert isinstance(data, ImageData) and data.train_x.shape == (12, 3, 16, 16)
     assert data.val_y.tolist() == [0, 1, 2]
-    assert data.facts() == {"image_size": 16, "num_channels": 3, "num_labels": 3}
+    assert data.geometry() == {"image_size": 16, "channels": 3, "labels": 3}
     assert data.train_x.mean().abs() < 1e-4  # normalised by the training images
-    with pytest.raises(HarnessError, match="applies to text"):
-        load_source(spec, {"train": "bpe"})
+    config = tmp_path / "images.toml"
+    config.write_text(IMAGE_CONFIG)
+    exp = load_experiment(config, "tiny", out=tmp_path / "results")
+    load_data(exp)  # the ViTs take the folder's images: size, channels, classes
+    for model in ("small", "large"):
+        assert exp.p[model]["image_size"] == 16 and exp.p[model]["labels"] == 3
+        vit = build_model(exp.p[model], "image", 0)
+        assert vit(pixel_values=data.val_x).logits.shape == (3, 3)
 
 
 def test_datasets_on_disk_kind(tmp_path, monkeypatch):
@@ -151,29 +179,3 @@ def test_datasets_on_disk_kind(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(HarnessError, match="needs the datasets package"):
         load_source({"kind": "datasets_on_disk", "root": str(tmp_path / "ds")})
-
-
-def test_a_tokenizer_changes_the_cache_key_but_committed_configs_keep_theirs(tmp_path):
-    config = tmp_path / "own_data.toml"
-    shutil.copy(EXAMPLES / "own_data.toml", config)
-    exp = load_experiment(config, "tiny", out=tmp_path)
-    assert exp.data["root"] == str(tmp_path / "my_texts")  # relative to the config file
-    spec = run_specs(exp.p)[0]
-    with_tokenizer = cache_key(exp, spec, run_config(exp, spec, None))
-    exp.tokenizer = None
-    assert "data" in with_tokenizer and "data" not in cache_key(
-        exp, spec, run_config(exp, spec, None)
-    )
-
-
-@pytest.mark.parametrize(
-    "spec, words",
-    [
-        ({"train": "bpe", "path": "x"}, "either path"),
-        ({"train": "sentencepiece"}, "train must be one of"),
-        ({"path": "/nonexistent/tok"}, "not found"),
-    ],
-)
-def test_bad_tokenizer_tables_are_one_clear_error(spec, words):
-    with pytest.raises(HarnessError, match=words):
-        load_tokenizer(spec, [b"some text"])

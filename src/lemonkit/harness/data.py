@@ -1,9 +1,9 @@
 """The two kinds of data an experiment trains on, and their batches.
 
-``TextData``: bytes (vocabulary 256, plus a mask and a pad id for masked LM) or a
-tokenizer's ids, random windows with next-token targets, or BERT masking. ``ImageData``:
-normalised images and labels. Where the data comes from (files on disk, named in a
-config's ``[data]`` table) is ``sources``; tokenizers are ``text``.
+``TextData``: bytes (vocabulary 256, plus a mask and a pad id for masked LM), random
+windows with next-byte targets, or BERT masking. ``ImageData``: normalised images and
+labels. Where the data comes from (files on disk, named in a config's ``[data]`` table) is
+``sources``.
 
 A batch is a pure function of ``(seed, step, rank)``, so a resumed run, or a run under
 ``torchrun``, sees exactly the batches it would have seen.
@@ -27,7 +27,6 @@ MASK_ID = 256
 PAD_ID = 257
 TEXT_VOCAB = 258
 IGNORE = -100
-FASHION_MNIST = {"image_size": 28, "num_channels": 1, "num_labels": 10}
 
 
 def _generator(seed: int, step: int, rank: int, split: str) -> torch.Generator:
@@ -37,19 +36,11 @@ def _generator(seed: int, step: int, rank: int, split: str) -> torch.Generator:
 
 @dataclass
 class TextData:
-    """A token stream per split (bytes by default); ``batch`` draws random windows
-    (next-token targets). A tokenizer's ids (``harness.text``) start at ``first_id`` = 2
-    (id 1 is the masked-LM models' padding id) and ``mask_id`` follows the last one."""
+    """Byte-level text corpus; ``batch`` draws random windows (next-byte targets)."""
 
-    train: torch.Tensor  # (N_train,) uint8 bytes, or int64 token ids
-    val: torch.Tensor  # (N_val,)
-    vocab_size: int = TEXT_VOCAB  # the models' vocabulary: tokens, mask and padding ids
-    mask_id: int = MASK_ID
-    first_id: int = 0  # bytes: every id but 1 occurs; token ids: [first_id, mask_id)
-
-    def facts(self) -> dict:
-        """What the models must be built for, where it differs from the bytes'."""
-        return {} if self.vocab_size == TEXT_VOCAB else {"vocab_size": self.vocab_size}
+    train: torch.Tensor  # (N_train,) uint8 (bytes) or int16 (subword ids, ``tokenize``)
+    val: torch.Tensor  # (N_val,) the same
+    mask_id: int = MASK_ID  # masked LM's [MASK]; ids below it are tokens (1: padding, unused)
 
     def batch(
         self, split: str, step: int, batch_size: int, seq_len: int, seed: int, rank: int = 0
@@ -78,10 +69,8 @@ class TextData:
         chosen = torch.rand(x.shape, generator=g) < mask_prob
         labels = torch.where(chosen, x, torch.full_like(x, IGNORE))
         roll = torch.rand(x.shape, generator=g)
-        random_bytes = torch.randint(0, BYTE_VOCAB - 1, x.shape, generator=g)
-        random_bytes += random_bytes >= 1  # never byte 1: the models' padding id
-        if self.first_id:  # token ids: any real token
-            random_bytes = torch.randint(self.first_id, self.mask_id, x.shape, generator=g)
+        random_bytes = torch.randint(0, self.mask_id - 1, x.shape, generator=g)
+        random_bytes += random_bytes >= 1  # never id 1: the models' padding id
         x = torch.where(chosen & (roll < 0.8), torch.full_like(x, self.mask_id), x)
         x = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_bytes, x)
         return x, labels
@@ -97,11 +86,10 @@ class ImageData:
     val_y: torch.Tensor
     num_labels: int = 10
 
-    def facts(self) -> dict:
-        """Image size, channels and classes, where they differ from Fashion-MNIST's."""
+    def geometry(self) -> dict:
+        """What a ViT needs to take these images, as model-spec keys (``models``)."""
         _, channels, size, _ = self.train_x.shape
-        facts = {"image_size": size, "num_channels": channels, "num_labels": self.num_labels}
-        return {} if facts == FASHION_MNIST else facts
+        return {"image_size": size, "channels": channels, "labels": self.num_labels}
 
     def batch(
         self, split: str, step: int, batch_size: int, seed: int, rank: int = 0

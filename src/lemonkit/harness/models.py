@@ -16,20 +16,17 @@ from __future__ import annotations
 import torch
 import transformers as tf
 
-from lemonkit.harness.data import FASHION_MNIST, TEXT_VOCAB
+from lemonkit.harness.data import TEXT_VOCAB
 
 ARCHS = ("llama", "gpt2", "vit", "bert")
 TASKS = {"llama": "causal_lm", "gpt2": "causal_lm", "vit": "image", "bert": "mlm"}
 
 
-def _config(spec: dict, seq_len: int, facts: dict | None = None) -> tf.PretrainedConfig:
-    """``facts``: the data's vocabulary or image geometry (``TextData.facts``)."""
+def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
     d, n, h = spec["hidden"], spec["layers"], spec["heads"]
-    facts = facts or {}
-    vocab = facts.get("vocab_size", TEXT_VOCAB)
-    image = {**FASHION_MNIST, **facts}
     ffn = spec.get("intermediate", 4 * d)
     arch = spec["arch"]
+    vocab = spec.get("vocab", TEXT_VOCAB)  # a subword vocabulary's size (``tokenize``); bytes
     if arch == "llama":
         return tf.LlamaConfig(
             vocab_size=vocab,
@@ -61,10 +58,10 @@ def _config(spec: dict, seq_len: int, facts: dict | None = None) -> tf.Pretraine
             num_hidden_layers=n,
             num_attention_heads=h,
             intermediate_size=ffn,
-            image_size=image["image_size"],
+            image_size=spec.get("image_size", 28),  # other images: ``ImageData.geometry``
             patch_size=spec.get("patch", 4),
-            num_channels=image["num_channels"],
-            num_labels=image["num_labels"],
+            num_channels=spec.get("channels", 1),
+            num_labels=spec.get("labels", 10),
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
         )
@@ -94,15 +91,12 @@ def model_class(arch: str) -> type:
     }[arch]
 
 
-def build_model(
-    spec: dict, task: str, seq_len: int, seed: int = 0, facts: dict | None = None
-) -> torch.nn.Module:
-    """A freshly initialised model (``transformers``' own init, seeded); ``facts``: the
-    data's vocabulary size or image geometry when not the bytes' or Fashion-MNIST's."""
+def build_model(spec: dict, task: str, seq_len: int, seed: int = 0) -> torch.nn.Module:
+    """A freshly initialised model (``transformers``' own init, seeded)."""
     if TASKS[spec["arch"]] != task:
         raise ValueError(f"arch {spec['arch']!r} does not do task {task!r}")
     torch.manual_seed(seed)
-    config = _config(spec, seq_len, facts or {})
+    config = _config(spec, seq_len)
     config._attn_implementation = "sdpa"
     return model_class(spec["arch"])(config)
 
@@ -120,17 +114,22 @@ def expand_kwargs(spec: dict) -> dict:
     return out
 
 
+# parameter names of input embeddings and positions (no FLOPs per token)
+EMBEDDING_NAMES = (
+    "embed_tokens",
+    "wte",
+    "wpe",
+    "word_embeddings",
+    "position_embeddings",
+    "token_type_embeddings",
+)
+
+
 def non_embedding_params(model: torch.nn.Module) -> int:
     """Parameters that cost FLOPs per token (input embeddings and positions excluded)."""
-    skip = (
-        "embed_tokens",
-        "wte",
-        "wpe",
-        "word_embeddings",
-        "position_embeddings",
-        "token_type_embeddings",
+    return sum(
+        p.numel() for n, p in model.named_parameters() if not any(s in n for s in EMBEDDING_NAMES)
     )
-    return sum(p.numel() for n, p in model.named_parameters() if not any(s in n for s in skip))
 
 
 def matmul_params(model: torch.nn.Module) -> int:

@@ -1,9 +1,9 @@
 r"""A config's ``[data]`` table -> the data an experiment trains on (``load_source``).
 
-A data-source *kind* is a function ``load(root, **options) -> Documents | TextData |
-ImageData``, registered under its name with its options' defaults (``source_kind``);
-documents become ``TextData`` through the experiment's ``[tokenizer]`` (bytes when there
-is none, ``harness.text``). A table names
+A data-source *kind* is a function ``load(root, **options) -> TextData | ImageData``,
+registered under its name with its options' defaults (``source_kind``). Text is read as
+bytes, each document followed by a blank line (an experiment's ``[tokenizer]`` encodes it
+afterwards, ``tokenize``). A table names
 the ``kind``, its ``root`` (a folder or a file) and the kind's options; two more keys
 apply to every kind:
 
@@ -52,7 +52,6 @@ import torch
 
 from lemonkit.harness.data import ImageData, TextData
 from lemonkit.harness.errors import DataMissingError, HarnessError
-from lemonkit.harness.text import Documents, to_text_data
 
 COMMON_KEYS = ("kind", "root", "env", "package")
 
@@ -90,9 +89,8 @@ def source_kind(name: str, **defaults) -> Callable:
     return register
 
 
-def load_source(spec: dict, tokenizer: dict | None = None) -> TextData | ImageData:
-    """The data a ``[data]`` table names (see the module docstring for the keys); text
-    is tokenized by ``tokenizer`` (a ``[tokenizer]`` table), else read as bytes."""
+def load_source(spec: dict) -> TextData | ImageData:
+    """The data a ``[data]`` table names (see the module docstring for the keys)."""
     name = spec.get("kind")
     if name not in KINDS:
         raise HarnessError(f"[data]: unknown kind {name!r} (known: {', '.join(sorted(KINDS))})")
@@ -104,12 +102,7 @@ def load_source(spec: dict, tokenizer: dict | None = None) -> TextData | ImageDa
             f"(it takes {sorted(kind.defaults)} besides {list(COMMON_KEYS)})"
         )
     options = {key: spec.get(key, default) for key, default in kind.defaults.items()}
-    data = kind.load(source_root(spec), **options)
-    if isinstance(data, Documents):
-        return to_text_data(data, tokenizer)
-    if tokenizer is not None:
-        raise HarnessError(f"[tokenizer] applies to text; [data] of kind {name!r} is not text")
-    return data
+    return kind.load(source_root(spec), **options)
 
 
 def source_root(spec: dict) -> Path:
@@ -151,7 +144,7 @@ def _provided_by(spec: dict) -> str:
 
 
 @source_kind("text_files", glob="**/*.txt", val_every=20)
-def load_text_files(root: Path, glob: str, val_every: int) -> Documents:
+def load_text_files(root: Path, glob: str, val_every: int) -> TextData:
     """Every file matching ``glob`` under ``root``, sorted by path, one document each;
     file k goes to validation when ``k % val_every == 0``."""
     if not root.is_dir():
@@ -163,7 +156,7 @@ def load_text_files(root: Path, glob: str, val_every: int) -> Documents:
 
 
 @source_kind("text_file", val_every=20)
-def load_text_file(root: Path, val_every: int) -> Documents:
+def load_text_file(root: Path, val_every: int) -> TextData:
     """One file's blank-line separated paragraphs; paragraph k to validation when
     ``k % val_every == 0``."""
     if not root.is_file():
@@ -173,7 +166,7 @@ def load_text_file(root: Path, val_every: int) -> Documents:
 
 
 @source_kind("datasets_on_disk", column="text", val_every=20)
-def load_datasets_on_disk(root: Path, column: str, val_every: int) -> Documents:
+def load_datasets_on_disk(root: Path, column: str, val_every: int) -> TextData:
     """A ``datasets`` dataset saved to disk: its ``column`` as documents."""
     try:
         import datasets
@@ -186,7 +179,7 @@ def load_datasets_on_disk(root: Path, column: str, val_every: int) -> Documents:
         val_split = next((s for s in ("validation", "test") if s in loaded), None)
         if "train" in loaded and val_split:
             train, val = (_column(loaded[s], column, root) for s in ("train", val_split))
-            return Documents(train, val)
+            return TextData(_as_bytes(train), _as_bytes(val))
         loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
     return _split(_column(loaded, column, root), val_every)
 
@@ -197,10 +190,18 @@ def _column(dataset, column: str, root: Path) -> list[bytes]:
     return [str(text).encode() for text in dataset[column]]
 
 
-def _split(docs: list[bytes], val_every: int) -> Documents:
-    """Document k to validation when ``k % val_every == 0``."""
+def _split(docs: list[bytes], val_every: int) -> TextData:
+    """Document k to validation when ``k % val_every == 0``, else to training."""
     val = [d for k, d in enumerate(docs) if k % val_every == 0]
-    return Documents([d for k, d in enumerate(docs) if k % val_every], val)
+    train = [d for k, d in enumerate(docs) if k % val_every]
+    if not train or not val:
+        raise HarnessError(f"{len(docs)} documents: too few for a training and a validation split")
+    return TextData(_as_bytes(train), _as_bytes(val))
+
+
+def _as_bytes(docs: list[bytes]) -> torch.Tensor:
+    """The documents as one byte stream, each followed by a blank line."""
+    return torch.frombuffer(bytearray(b"".join(d + b"\n\n" for d in docs)), dtype=torch.uint8)
 
 
 @source_kind("idx_images", val_size=None, mean=0.286, std=0.353)

@@ -135,7 +135,7 @@ def test_the_command_honours_hf_home_and_offline_from_the_environment(hub_cache,
     cmd = [sys.executable, "-m", "lemonkit", "-q", "plan", REPO, "--hidden-size", "128"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    cmd = [sys.executable, "-m", "lemonkit", "-q", "plan", "tiny-org/other", "--num-layers", "3"]
+    cmd = [sys.executable, "-m", "lemonkit", "plan", "tiny-org/other", "--num-layers", "3"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 2 and "HF_HUB_OFFLINE" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()

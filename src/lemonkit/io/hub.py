@@ -94,7 +94,7 @@ def _snapshot(repo_id: str, revision: str | None) -> Path:
     except ImportError as e:  # pragma: no cover - transformers depends on it
         raise CheckpointError(f"{repo_id} is not a folder (huggingface_hub is missing)") from e
     where = f"{repo_id}" + (f" at revision {revision}" if revision else "")
-    log.info("resolving %s on the Hugging Face Hub (cache: %s)", where, hub.constants.HF_HUB_CACHE)
+    log.debug("resolving %s on the Hugging Face Hub (cache: %s)", where, hub.constants.HF_HUB_CACHE)
     try:
         folder = hub.snapshot_download(
             repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, library_name="lemonkit"

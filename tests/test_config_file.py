@@ -72,8 +72,12 @@ def test_save_config_then_replay_is_byte_identical(src, tmp_path):
 def test_plan_and_upcycle_take_config_files(src, tmp_path, capsys):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"src": str(src), "hidden_size": 96}))
-    assert main(["plan", "--config", str(plan)]) == 0
+    saved = tmp_path / "plan-saved.json"
+    assert main(["plan", "--config", str(plan), "--seed", "2", "--save-config", str(saved)]) == 0
     assert "hidden_size 64->96" in capsys.readouterr().out
+    values = json.loads(saved.read_text())
+    assert values["src"] == str(src) and values["hidden_size"] == 96 and values["seed"] == 2
+    assert "out" not in values  # plan writes nothing
     up = tmp_path / "up.yaml"
     up.write_text(f"src: {src}\nto: mixtral\nnum_experts: 4\nexperts_per_token: 2\n")
     out = tmp_path / "moe"

@@ -78,6 +78,11 @@ def test_expand_a_repo_id_offline_writes_a_card(hub_cache, tmp_path, capsys):
     assert (out / "tokenizer.json").read_text() == '{"fake": "tokenizer"}'
     assert main(["-q", "verify", REPO, str(out)]) == 0
     assert main(["-q", "plan", REPO, "--hidden-size", "128"]) == 0
+    moe = tmp_path / "moe"
+    argv = ["-q", "upcycle", REPO, str(moe), "--to", "mixtral", "--num-experts", "4"]
+    assert main([*argv, "--experts-per-token", "2", "--revision", "main"]) == 0
+    assert json.loads((moe / "config.json").read_text())["num_local_experts"] == 4
+    assert (moe / "README.md").read_text().startswith(f"---\nbase_model: {REPO}\n")
 
 
 def test_offline_without_a_cached_copy_is_one_line(hub_cache, tmp_path, capsys):

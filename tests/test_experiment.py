@@ -219,7 +219,8 @@ def test_a_config_naming_an_unknown_baseline_is_refused(tmp_path):
         ),
         (
             lambda text: text.replace('kind = "text_files"', 'kind = "parquet"'),
-            "[data]: unknown kind 'parquet' (known: idx_images, text_files)",
+            "[data]: unknown kind 'parquet' (known: datasets_on_disk, idx_images, "
+            "image_folder, text_file, text_files)",
         ),
     ],
     ids=["preset", "no-data", "data-kind"],

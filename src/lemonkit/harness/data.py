@@ -84,6 +84,12 @@ class ImageData:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    num_labels: int = 10
+
+    def geometry(self) -> dict:
+        """What a ViT needs to take these images, as model-spec keys (``models``)."""
+        _, channels, size, _ = self.train_x.shape
+        return {"image_size": size, "channels": channels, "labels": self.num_labels}
 
     def batch(
         self, split: str, step: int, batch_size: int, seed: int, rank: int = 0

@@ -41,6 +41,8 @@ from lemonkit.harness.sources import load_source
 
 log = logging.getLogger(__name__)
 
+DEFAULT_GEOMETRY = {"image_size": 28, "channels": 1, "labels": 10}  # Fashion-MNIST's
+
 
 @dataclass
 class Experiment:
@@ -94,15 +96,30 @@ def load_experiment(path: str | Path, preset: str, out: Path) -> Experiment:
         cfg = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"{path}: not valid TOML ({e})") from e
-    return experiment_from_config(cfg, preset, out, str(path))
+    return experiment_from_config(relative_to(cfg, Path(path).parent), preset, out, str(path))
+
+
+def relative_to(cfg: dict, folder: Path) -> dict:
+    """Relative data roots and tokenizer paths are relative to the config file's folder."""
+    cfg = dict(cfg)
+    for table, key in (("data", "root"), ("tokenizer", "path")):
+        value = cfg.get(table, {}).get(key)
+        if value is not None and not Path(value).is_absolute():
+            cfg[table] = {**cfg[table], key: str(folder / value)}
+    return cfg
 
 
 def load_data(exp: Experiment) -> TextData | ImageData:
-    """The data the experiment's ``[data]`` table names, checked against its task."""
+    """The data the experiment's ``[data]`` table names, checked against its task; other
+    images than Fashion-MNIST's set the models' ``image_size``, ``channels`` and ``labels``
+    (``exp.p``, so the cache key has them)."""
     data = load_source(exp.data)
     if isinstance(data, ImageData) != (exp.task == "image"):
         kind = exp.data.get("kind")
         raise HarnessError(f"{exp.name}: data of kind {kind!r} does not fit task {exp.task!r}")
+    if isinstance(data, ImageData):  # images other than Fashion-MNIST's: the ViTs fit them
+        geometry = {k: v for k, v in data.geometry().items() if v != DEFAULT_GEOMETRY[k]}
+        exp.p = {**exp.p, **{m: {**exp.p[m], **geometry} for m in ("small", "large")}}
     if exp.tokenizer is not None:
         return tokenize.encode(data, exp.tokenizer, tokenize.cache_dir(exp.out.parent.parent))
     return data
@@ -218,7 +235,7 @@ def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
         config.pop("mask_prob")
     key = {"models": {"small": exp.p["small"], "large": exp.p["large"]}, "run": key_fields(spec)}
     if exp.tokenizer is not None:  # the data the models see (absent: bytes or images)
-        key["tokenizer"] = exp.tokenizer
+        key["tokenizer"] = tokenize.key_of(exp.tokenizer)
     return json.loads(json.dumps({**key, "config": config}))
 
 

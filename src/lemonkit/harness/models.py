@@ -58,10 +58,10 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
             num_hidden_layers=n,
             num_attention_heads=h,
             intermediate_size=ffn,
-            image_size=28,
+            image_size=spec.get("image_size", 28),  # other images: ``ImageData.geometry``
             patch_size=spec.get("patch", 4),
-            num_channels=1,
-            num_labels=10,
+            num_channels=spec.get("channels", 1),
+            num_labels=spec.get("labels", 10),
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
         )

@@ -3,7 +3,7 @@ copied from the source, sentence-transformers configs, and the provenance record
 
 Example::
 
-    copy_other_files(Path("small/"), Path("big/"))  # tokenizer, generation config, README...
+    copy_other_files(Path("small/"), Path("big/"))  # tokenizer, generation config...
 """
 
 from __future__ import annotations
@@ -58,12 +58,13 @@ WEIGHT_FOLDERS = ("onnx", "openvino", "coreml", "tflite", "tf_model", "flax_mode
 
 
 def copy_other_files(src: Path, dst: Path) -> None:
-    """Tokenizer, generation config, README...: everything but weights and config.
+    """Tokenizer, generation config...: everything but weights, config and the source's
+    model card (README.md: the output gets its own, :mod:`lemonkit.io.model_card`).
 
     Weights in any format (and folders of exported models) are left out, with a warning:
     they would still have the source's shapes.
     """
-    skip = {"config.json", INDEX_FILE, PROVENANCE_FILE}
+    skip = {"config.json", INDEX_FILE, PROVENANCE_FILE, "README.md"}  # the card is our own
     for item in sorted(src.iterdir()):
         if item.name in skip or item.name.startswith("."):
             continue
@@ -114,9 +115,15 @@ def update_pooling_configs(folder: Path, hidden: int) -> None:
 
 
 def write_provenance(
-    folder: Path, src: Path, plan: ExpansionPlan, report, files: list[str]
+    folder: Path,
+    src: Path,
+    plan: ExpansionPlan,
+    report,
+    files: list[str],
+    extra: dict | None = None,
 ) -> None:
-    """``lemonkit.json``: source, plan (every choice), version, files and verification."""
+    """``lemonkit.json``: source, plan (every choice), version, files and verification;
+    ``extra``: more keys (the source's Hub reference, the run's config)."""
     from lemonkit import __version__
 
     record = {
@@ -126,5 +133,6 @@ def write_provenance(
         "files": files,
         "plan": plan.to_json(),
         "verification": report.to_json() if report else None,
+        **(extra or {}),
     }
     (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

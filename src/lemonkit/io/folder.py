@@ -34,6 +34,8 @@ from lemonkit.io.files import (
     write_config,
     write_provenance,
 )
+from lemonkit.io.hub import Source, resolve_source
+from lemonkit.io.model_card import write_model_card
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
@@ -55,16 +57,22 @@ class FolderResult:
 
 
 def plan_folder(
-    src: str | Path, *, dtype: torch.dtype | None = None, upcycle: Upcycle | None = None, **growth
+    src: str | Path | Source,
+    *,
+    dtype: torch.dtype | None = None,
+    upcycle: Upcycle | None = None,
+    revision: str | None = None,
+    **growth,
 ) -> tuple[Checkpoint, ExpansionPlan, list[Decision]]:
-    """Open ``src``, make the plan and decide every target tensor (names and shapes
-    checked, no weight read). ``dtype``: the output dtype of floating-point tensors.
-    ``upcycle``: expand the mixture of experts the dense checkpoint upcycles to.
+    """Open ``src`` (a folder or a Hub repo id at ``revision``), make the plan and decide
+    every target tensor (names and shapes checked, no weight read). ``dtype``: the output
+    dtype of floating-point tensors. ``upcycle``: expand the mixture of experts the dense
+    checkpoint upcycles to.
 
     Returns the checkpoint, the plan and every target tensor's decision (a tied head's
     has ``saved=False``: ``transformers`` does not save it).
     """
-    ckpt = Checkpoint.open(src)
+    ckpt = Checkpoint.open(resolve_source(src, revision).path)
     if upcycle is not None:
         ckpt, growth = _upcycled(ckpt, upcycle, growth)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
@@ -96,14 +104,19 @@ def expand_folder(
     check: bool = True,
     progress: bool = True,
     upcycle: Upcycle | None = None,
+    revision: str | None = None,
+    run_config: dict | None = None,
     **growth,
 ) -> FolderResult:
-    """Expand the model in folder ``src`` into a new folder ``out`` (atomically);
-    ``upcycle``: a dense model becomes the mixture of experts it asks for first."""
-    src, out = Path(src).resolve(), Path(out).resolve()
+    """Expand the model in folder ``src`` (or Hub repo id, at ``revision``) into a new
+    folder ``out`` (atomically); ``upcycle``: a dense model becomes the mixture of experts
+    it asks for first. ``run_config``: the command's options, recorded in lemonkit.json."""
+    source = resolve_source(src, revision)
+    src, out = source.path.resolve(), Path(out).resolve()
     _check_paths(src, out, force)
     check_sentence_transformers(src)
-    ckpt, plan, decisions = plan_folder(src, dtype=dtype, upcycle=upcycle, **growth)
+    ckpt, plan, decisions = plan_folder(source, dtype=dtype, upcycle=upcycle, **growth)
+    n_params = (_count(ckpt.infos().values()), _count((d.dtype, d.shape) for d in decisions))
     decisions = [d for d in decisions if d.saved]
     entries = [d.entry for d in decisions]
     _remove_stale_temporaries(out)
@@ -131,7 +144,8 @@ def expand_folder(
         copy_other_files(src, tmp)
         if plan.target.hidden_size is not None:
             update_pooling_configs(tmp, plan.target.hidden_size)
-        write_provenance(tmp, src, plan, None, files)
+        record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
+        write_provenance(tmp, src, plan, None, files, record)
         report = None
         if check:
             report = verify_folders(
@@ -141,12 +155,31 @@ def expand_folder(
                 raise LemonkitError(
                     "verification failed, nothing was written: " + " ".join(str(report).split())
                 )
-        write_provenance(tmp, src, plan, report, files)
+        write_provenance(tmp, src, plan, report, files, record)
+        write_model_card(tmp, source, plan, report, n_params)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FolderResult(out, plan, files, report)
+
+
+def _count(infos) -> int:
+    """Parameters (elements) of (dtype, shape) pairs."""
+    total = 0
+    for _, shape in infos:
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+def _replayable(run_config: dict | None, source: Source) -> dict | None:
+    """The run's config with a Hub source pinned to the commit it resolved to."""
+    if run_config is None or not source.commit:
+        return run_config
+    return {**run_config, "revision": source.commit}
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

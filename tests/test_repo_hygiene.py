@@ -33,9 +33,7 @@ def test_no_large_or_generated_files_are_tracked():
     bad = []
     for path in files:
         rel = path.relative_to(ROOT)
-        if FORBIDDEN_PARTS & set(rel.parts) or any(
-            part.startswith(".venv") for part in rel.parts
-        ):
+        if FORBIDDEN_PARTS & set(rel.parts) or any(part.startswith(".venv") for part in rel.parts):
             bad.append(f"{rel} (generated folder)")
         elif path.suffix in FORBIDDEN_SUFFIXES:
             bad.append(f"{rel} (weights)")

@@ -28,6 +28,7 @@ import math
 
 import torch
 
+from lemonkit.engine.reductions import fixed_mean, fixed_std
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.spaces import SpaceMap
 
@@ -43,7 +44,7 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     extra = (src < 0).nonzero().flatten()
     if len(extra):
         if space.fill == "avg":
-            fill = t.mean(dim=axis, keepdim=True)
+            fill = fixed_mean(t, axis)
         elif space.fill == "zero":
             fill = torch.zeros_like(t.narrow(axis, 0, 1))
         else:
@@ -90,7 +91,7 @@ def expand_in(
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            std = float(t.std()) if t.numel() > 1 else 0.0
+            std = fixed_std(t)
             part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
         elif count == 1:
             continue

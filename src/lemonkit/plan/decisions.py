@@ -54,7 +54,9 @@ class Decision:
     ``expert_copy``: a per-expert tensor that writes the expert's output, in a target
     with several copies of its expert: (rank, copies); the copies split it with random
     numbers seeded by ``expert_seed``, which they share
-    (:func:`lemonkit.engine.rules.expert_piece`).
+    (:func:`lemonkit.engine.rules.expert_piece`). ``untie``: the standard deviation of
+    the noise a new block's replicated units get on their fan-in (0: none), see
+    :func:`_untie`.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Decision:
     approximate: bool = False
     expert_copy: tuple[int, int] | None = None
     expert_seed: str | None = None
+    untie: float = 0.0
 
     @property
     def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
@@ -213,6 +216,7 @@ def _decision(
         if d.op == "identity":
             return d
     d = _aki_donor(plan, d, t, tensors, present)
+    d = _untie(plan, d)
     scaled = plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec)
     return replace(
         d,
@@ -221,6 +225,22 @@ def _decision(
         norm_scale=_norm_scale(plan, spec, axes, d.dtype),
         approximate=spec.stream_norm and plan.maps[HIDDEN].eta != 1.0,
     )
+
+
+def _untie(plan: ExpansionPlan, d: Decision) -> Decision:
+    """A weight of a new block whose residual branch ends in a zeroed linear: its
+    replicated units would compute the same outputs, feed identical (zero) fan-out and get
+    identical gradients for ever. With a width method that breaks symmetry, their fan-in
+    gets N(0, sigma^2) noise (lossless: nothing the block computes reaches its output)."""
+    untie = (
+        d.is_new
+        and plan.width_method.untie_new
+        and plan.depth_rule.zero_branch
+        and not d.spec.branch_out
+        and len(d.shape) >= 2
+        and any(isinstance(r, Out) for r in d.axes)
+    )
+    return replace(d, untie=plan.sigma) if untie else d
 
 
 def _as_loaded(d: Decision) -> Decision:

@@ -29,6 +29,8 @@ class WidthMethod:
     ``split``: the consumer-axis rule of :func:`lemonkit.engine.rules.expand_in`
     (``"lemon"``: unequal per-element fractions; ``"equal"``: 1/n). ``donor``: the new
     units' rows come from the same tensor of the next source layer (bert2BERT-AKI).
+    ``untie_new``: in a new block whose branch output is zeroed, replicated units get
+    their own N(0, sigma^2) noise on their fan-in (else they would stay tied for ever).
     """
 
     name: str
@@ -39,6 +41,7 @@ class WidthMethod:
     summary: str  # a few words, for the CLI's help
     note: str  # one sentence, for the provenance record
     staged: bool = True  # defined for staged CNNs
+    untie_new: bool = False  # new blocks' replicated units get noise on their fan-in
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,10 @@ METHODS: dict[str, WidthMethod] = {
             note=(
                 "unequal per-element fan-out splits, weights U(0.5, 1.5) normalised per copy "
                 "group (LEMON 4.1); free columns N(0, std(W)^2); extra norm scales U(-1, 1) "
-                "(C.4); new blocks: copies of their source block with fresh splits"
+                "(C.4); new blocks: copies of their source block with fresh splits, their "
+                "replicated units' fan-in with N(0, sigma^2) noise"
             ),
+            untie_new=True,
         ),
         WidthMethod(
             "net2net",

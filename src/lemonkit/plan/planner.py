@@ -58,6 +58,14 @@ class ExpansionPlan:
         return self.options.depth
 
     @property
+    def sigma(self) -> float:
+        """The standard deviation of the paper's free parameters (C.4): ``options.sigma``,
+        else 0.02 for image models (ViT) and 0.002 for language models (BERT)."""
+        if self.options.sigma is not None:
+            return self.options.sigma
+        return 0.02 if self.table.inputs == "pixels" else 0.002
+
+    @property
     def width_method(self) -> WidthMethod:
         return width(self.options.method)
 
@@ -136,6 +144,7 @@ class ExpansionPlan:
             "symmetry_breaking": self.width_method.note,
             "depth_rule": self.depth_rule.note,
             "options": asdict(self.options),
+            "sigma": self.sigma,
             **({"experts": experts_record(self)} if self.table.experts else {}),
             **({"upcycle": self.upcycle} if self.upcycle else {}),
         }

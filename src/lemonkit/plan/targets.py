@@ -71,9 +71,10 @@ class Targets:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def _option(default: Any, help: str, rows: dict | None = None) -> Any:
-    """An option: its default, its help, and for a named operator the table of choices."""
-    return field(default=default, metadata={"help": help, "rows": rows})
+def _option(default: Any, help: str, rows: dict | None = None, kind: type | None = None) -> Any:
+    """An option: its default, its help, for a named operator the table of choices, and
+    the type of its value where the default (None) does not say it."""
+    return field(default=default, metadata={"help": help, "rows": rows, "type": kind})
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class Options:
         False,
         "more experts (--num-experts): keep the experts per token instead of multiplying "
         "them (less compute, lossy: needs --allow-lossy, error reported)",
+    )
+    sigma: float | None = _option(
+        None,
+        "standard deviation of the paper's free parameters (C.4): new blocks' untying noise; "
+        "default 0.02 for image models, 0.002 for language models",
+        kind=float,
     )
 
 

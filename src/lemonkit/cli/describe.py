@@ -18,6 +18,11 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     """One line: how a target tensor is made."""
     if d.op == "zero":
         return "zeros (new block: residual branch output starts at 0)"
+    if d.op == "cancel":
+        return (
+            f"cancelling (type-2 new block: paired units read alpha and -alpha, alpha ~ "
+            f"N(0, {plan.sigma:g}^2); the branch adds exactly 0)"
+        )
     if d.op == "identity":
         why = "its source layer has none" if d.spec.stand_in else "Post-LN depth"
         return f"identity norm ({why})"
@@ -32,6 +37,10 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     if d.expert_copy:
         rank, copies = d.expert_copy
         text += f"; copy {rank + 1} of {copies} of its expert (the copies split its output)"
+    if d.untie:
+        text += f"; new block: replicated units' fan-in + N(0, {d.untie:g}^2) (untied)"
+    if d.paired:
+        text += "; type-2 new block: paired units share their leader's fan-in"
     return text
 
 

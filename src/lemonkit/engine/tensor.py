@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from lemonkit.engine.cancel import cancelling, copy_leaders
 from lemonkit.engine.reductions import fixed_mean
 from lemonkit.engine.rules import (
     copy_ranks,
@@ -33,7 +34,8 @@ from lemonkit.engine.rules import (
 )
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.errors import CheckpointError
-from lemonkit.plan.decisions import Decision, decide
+from lemonkit.plan.cancel import paired_spaces
+from lemonkit.plan.decisions import Decision, cancel_axis, decide
 from lemonkit.plan.planner import ExpansionPlan, make_plan
 from lemonkit.tables.format import EXPERTS, Beta, Gamma, In, Out, SpaceRef, space_names
 
@@ -119,17 +121,42 @@ def iter_expand_tensor(
     if d.op == "zero":  # a new block's residual branch output (depth "zero")
         yield torch.zeros(d.shape, dtype=d.dtype)
         return
+    if d.op == "cancel":  # a type-2 new block's branch output (depth "cancel")
+        axis = cancel_axis(plan, d)
+        gen = _generator(plan.seed, f"{d.seed_name}#cancel")
+        yield cancelling(d.shape, axis, plan.maps[d.axes[axis].space], plan.sigma, gen, d.dtype)
+        return
     if d.op == "identity":  # a norm that must pass its (normalised) input through: (1, 0)
         fill = torch.ones if isinstance(d.axes[0], Gamma) else torch.zeros
         yield fill(d.shape, dtype=d.dtype)
         return
     compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
     chunks = _iter_width(plan, d, d.seed_name, tensor, compute)
+    if d.paired:
+        yield _pair_units(plan, d, torch.cat(list(chunks)))
+        return
     if donor is None:
         yield from chunks
         return
     donor_chunks = _iter_width(plan, d, d.donor_seed, donor, compute)
     yield from _take_new_units(plan, d, chunks, donor_chunks)
+
+
+def _pair_units(plan: ExpansionPlan, d: Decision, t: torch.Tensor) -> torch.Tensor:
+    """A type-2 new block's tensor: along every axis that writes or normalises a paired
+    space, the partners take their leaders' entries (the whole tensor at once)."""
+    paired = paired_spaces(plan.maps)
+    for axis, rule in enumerate(d.axes):
+        if not isinstance(rule, Out | Gamma | Beta):
+            continue
+        names = space_names(rule.space)
+        sizes = [plan.maps[n].tgt_units * plan.maps[n].unit_size for n in names]
+        parts = [
+            copy_leaders(p, axis, plan.maps[n]) if n in paired else p
+            for p, n in zip(t.split(sizes, dim=axis), names, strict=True)
+        ]
+        t = torch.cat(parts, dim=axis) if len(parts) > 1 else parts[0]
+    return t.contiguous()
 
 
 def _take_new_units(

@@ -25,13 +25,14 @@ from typing import Literal
 import torch
 
 from lemonkit.errors import CheckpointError
+from lemonkit.plan.cancel import paired_spaces
 from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
 from lemonkit.plan.layers import DEFAULT_GROUP
 from lemonkit.plan.planner import ExpansionPlan
 from lemonkit.plan.spaces import EXPERTS, HIDDEN
 from lemonkit.tables.format import AxisRule, Beta, Gamma, In, Out, Tensor, space_names
 
-Op = Literal["expand", "zero", "identity", "keep"]
+Op = Literal["expand", "zero", "cancel", "identity", "keep"]
 TensorInfo = tuple[torch.dtype, tuple[int, ...]]  # a source tensor's dtype and shape
 
 
@@ -56,7 +57,9 @@ class Decision:
     numbers seeded by ``expert_seed``, which they share
     (:func:`lemonkit.engine.rules.expert_piece`). ``untie``: the standard deviation of
     the noise a new block's replicated units get on their fan-in (0: none), see
-    :func:`_untie`.
+    :func:`_untie`. ``paired``: a tensor of a type-2 new block (depth ``cancel``): its
+    paired units' partners take their leaders' entries; the branch's last linear is then
+    ``op="cancel"`` (:mod:`lemonkit.plan.cancel`).
     """
 
     name: str
@@ -79,6 +82,7 @@ class Decision:
     expert_copy: tuple[int, int] | None = None
     expert_seed: str | None = None
     untie: float = 0.0
+    paired: bool = False
 
     @property
     def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
@@ -210,13 +214,14 @@ def _decision(
     if not floating:
         return d
     if is_new and spec.branch_out and plan.depth_rule.zero_branch:
-        return replace(d, op="zero")
+        return replace(d, op="cancel" if cancel_axis(plan, d) is not None else "zero")
     if t is not None and plan.depth_rule.zero_branch:  # stacked blocks keep every norm
         d = _post_ln(plan, d, t)
         if d.op == "identity":
             return d
     d = _aki_donor(plan, d, t, tensors, present)
     d = _untie(plan, d)
+    d = replace(d, paired=is_new and plan.depth_rule.cancel)
     scaled = plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec)
     return replace(
         d,
@@ -236,11 +241,24 @@ def _untie(plan: ExpansionPlan, d: Decision) -> Decision:
         d.is_new
         and plan.width_method.untie_new
         and plan.depth_rule.zero_branch
+        and not plan.depth_rule.cancel
         and not d.spec.branch_out
         and len(d.shape) >= 2
         and any(isinstance(r, Out) for r in d.axes)
     )
     return replace(d, untie=plan.sigma) if untie else d
+
+
+def cancel_axis(plan: ExpansionPlan, d: Decision) -> int | None:
+    """The axis along which a new block's branch output cancels (depth ``cancel``): the
+    consumer axis of a weight reading a paired space (None: it stays zero, a bias)."""
+    if not plan.depth_rule.cancel or len(d.shape) < 2:
+        return None
+    paired = paired_spaces(plan.maps)
+    for axis, rule in enumerate(d.axes):
+        if isinstance(rule, In) and isinstance(rule.space, str) and rule.space in paired:
+            return axis
+    return None
 
 
 def _as_loaded(d: Decision) -> Decision:

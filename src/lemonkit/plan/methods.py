@@ -46,9 +46,10 @@ class WidthMethod:
 
 @dataclass(frozen=True)
 class DepthRule:
-    """How new blocks start: ``zero_branch`` zeroes their residual branch's last linear
-    (exact; Post-LN tables also move the output norm's affine), ``layer_map`` places them
-    when no explicit map is given."""
+    """How new blocks start: ``zero_branch``: their residual branch adds zero (exact;
+    Post-LN tables also move the output norm's affine), by a zeroed last linear (type 1),
+    or with ``cancel`` by paired units whose fan-out cancels (type 2, LEMON figure 5c,
+    :mod:`lemonkit.plan.cancel`); ``layer_map`` places them when no explicit map is given."""
 
     name: str
     zero_branch: bool
@@ -57,6 +58,7 @@ class DepthRule:
     summary: str
     note: str
     staged: bool = True
+    cancel: bool = False  # type 2: paired units with cancelling fan-out instead of zeros
 
 
 METHODS: dict[str, WidthMethod] = {
@@ -116,6 +118,21 @@ DEPTHS: dict[str, DepthRule] = {
             lossy_reason=None,
             summary="new blocks' branch output zeroed, lossless, default",
             note="new blocks copy their source block with the residual branch's last linear zeroed",
+        ),
+        DepthRule(
+            "cancel",
+            zero_branch=True,
+            layer_map=default_layer_map,
+            lossy_reason=None,
+            summary="type-2 depth (LEMON fig. 5c): paired units, cancelling fan-out, lossless",
+            note=(
+                "type-2 depth (LEMON figure 5c): new blocks copy their source block; their "
+                "units pair up (copies two by two, else units 2i and 2i+1, the partner taking "
+                "its leader's fan-in) and the branch's last linear gives a pair alpha and "
+                "-alpha, alpha ~ N(0, sigma^2) (C.4), exactly negated in the storage dtype"
+            ),
+            staged=False,
+            cancel=True,
         ),
         DepthRule(
             "stack",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
 from lemonkit.plan.layers import DEFAULT_GROUP
+from lemonkit.plan.methods import SPLIT_RULES
 from lemonkit.tables.format import ArchTable, Gamma, In, Out, PyramidFields, space_names
 
 
@@ -51,7 +52,7 @@ def _axis_text(plan: ExpansionPlan, d: Decision, axis: int, rule) -> str:
         fills = sorted({plan.maps[n].fill for n in names})
         return f"axis{axis} out:{space} (copy, extras {'/'.join(fills)})"
     if isinstance(rule, In):
-        return f"axis{axis} in:{space} ({plan.width_method.split_text}, extras random)"
+        return f"axis{axis} in:{space} ({SPLIT_RULES[plan.split].split_text}, extras random)"
     kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
     if d.norm_scale != 1.0:
         kind += "/k (tied head)"

@@ -32,7 +32,7 @@ from lemonkit.engine.reductions import fixed_mean, fixed_std
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.spaces import SpaceMap
 
-SPLITS = ("lemon", "equal")  # the consumer-axis rules (a width method's ``split``)
+SPLITS = ("lemon", "paper", "equal")  # the consumer-axis rules (``plan.split``)
 
 
 def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
@@ -62,6 +62,7 @@ def expand_in(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype | None = None,
+    sigma: float = 0.0,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
@@ -71,8 +72,12 @@ def expand_in(
     Every copy but the last is rounded onto the grid of the source element's last bit in
     ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
     which lies on the same grid: the copies sum to the column exactly once stored, even
-    in bfloat16. ``equal``: every copy is W/c (identical; exact sums when c is a power
-    of 2). Extra columns get N(0, std(W)^2): they only ever multiply zeros.
+    in bfloat16. ``paper`` (LEMON C.4): copy j gets ``W/c + Phi_j``, Phi ~ N(0,
+    sigma^2) per element, on the same grid, the last copy the remainder; Phi is clipped
+    where an element is too small to hold it exactly (:func:`_additive_noise`).
+    ``equal``: every copy is W/c (identical; exact sums when c is a power of 2). Extra
+    columns get N(0, std(W)^2): they only ever multiply zeros. Softmax-diluted copies
+    (:func:`_split_diluted`) take ``paper`` as ``lemon``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -81,6 +86,7 @@ def expand_in(
     out = gather(t, axis, space.channel_sources())
     runs = split_runs(space)
     if space.diluted:
+        split = "lemon" if split == "paper" else split
         return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype)
     taken = None
     u_shape = list(t.shape)
@@ -97,6 +103,13 @@ def expand_in(
             continue
         elif split == "equal":
             part.mul_(1.0 / count)
+        elif split == "paper" and rank < count - 1:
+            if taken is None:
+                taken = torch.zeros_like(t)
+            noise = _additive_noise(part, count, sigma, gen, storage or t.dtype)
+            piece = snap_to_grid(part / count + noise, part, storage or t.dtype)
+            part.copy_(piece)
+            taken.narrow(axis, first, n).add_(piece)
         elif rank < count - 1:
             if u is None:
                 u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
@@ -153,6 +166,18 @@ def _split_diluted(
             part = out.narrow(axis, start, n)
             part.copy_(torch.where(bad.narrow(axis, first, n), t.narrow(axis, first, n), part))
     return out
+
+
+def _additive_noise(
+    w: torch.Tensor, count: int, sigma: float, gen: torch.Generator, storage: torch.dtype
+) -> torch.Tensor:
+    """N(0, sigma^2) per element of ``w``, clipped so that every copy of the element (W/c
+    plus at most c - 1 such terms) stays below the top of its binade in ``storage``, where
+    the grid of its last bit is exact: small elements get noise up to about |W|."""
+    top = 2 * _binade(w).clamp(min=torch.finfo(storage).smallest_normal)
+    bound = (top - w.abs() / count).clamp(min=0) * (0.9 / (count - 1))
+    noise = torch.randn(w.shape, generator=gen, dtype=w.dtype) * sigma
+    return torch.maximum(torch.minimum(noise, bound), -bound)
 
 
 def _binade(t: torch.Tensor) -> torch.Tensor:

@@ -252,7 +252,7 @@ def _iter_experts(
             ranks[j],
             counts[j],
             diluted=space.diluted,
-            split=plan.width_method.split,
+            split=plan.split,
             gen=shared,
             storage=d.dtype,
         )
@@ -285,7 +285,7 @@ def _expand_block(
         t = t * d.stream_scale
     if d.embedding_ratio != 1.0:
         t = t * d.embedding_ratio
-    split = plan.width_method.split
+    split = plan.split
     if d.expert_copy:
         rank, copies = d.expert_copy
         diluted = plan.maps[EXPERTS].diluted
@@ -299,7 +299,9 @@ def _expand_block(
             t = _per_segment(t, axis, rule.space, plan, expand_out)
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
-            consumer = lambda t, axis, space: expand_in(t, axis, space, split, gen, d.dtype)  # noqa: E731
+            consumer = lambda t, axis, space: expand_in(  # noqa: E731
+                t, axis, space, split, gen, d.dtype, plan.sigma
+            )
             t = _per_segment(t, axis, rule.space, plan, consumer)
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):
         t = _expand_norm(plan, d, t, gen)

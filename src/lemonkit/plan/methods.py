@@ -154,6 +154,44 @@ DEPTHS: dict[str, DepthRule] = {
 }
 
 
+@dataclass(frozen=True)
+class SplitRule:
+    """A consumer-axis split that ``split=`` may choose over the width method's."""
+
+    name: str
+    split_text: str
+    summary: str
+    note: str
+
+
+SPLIT_RULES: dict[str, SplitRule] = {
+    r.name: r
+    for r in (
+        SplitRule(
+            "lemon",
+            "unequal split",
+            "lemonkit's multiplicative split (1 + u v)/c",
+            "unequal per-element fan-out splits (1 + u v)/c, u, v ~ U(-0.7, 0.7) (lemonkit)",
+        ),
+        SplitRule(
+            "paper",
+            "additive split W/c + Phi",
+            "LEMON C.4's additive split W/c + Phi, Phi ~ N(0, sigma^2)",
+            "additive fan-out splits W/c + Phi_j, Phi ~ N(0, sigma^2), the last copy the exact "
+            "remainder (LEMON C.4); Phi clipped where an element cannot hold it exactly",
+        ),
+        SplitRule("equal", "equal split", "1/c (Net2Net)", "equal 1/c fan-out splits"),
+    )
+}
+
+
+def split_rule(name: str) -> SplitRule:
+    """The row of a split rule; an unknown name is refused with the valid ones."""
+    if name not in SPLIT_RULES:
+        raise ImpossibleExpansionError(f"split must be one of {tuple(SPLIT_RULES)}, got {name!r}")
+    return SPLIT_RULES[name]
+
+
 def width(name: str) -> WidthMethod:
     """The row of a width method; an unknown name is refused with the valid ones."""
     if name not in METHODS:

@@ -22,7 +22,15 @@ from lemonkit.plan.experts import experts_lossy, experts_record, write_expert_co
 from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup
 from lemonkit.plan.layouts import layout_of
-from lemonkit.plan.methods import DepthRule, WidthMethod, depth_rule, lossy_reason, width
+from lemonkit.plan.methods import (
+    SPLIT_RULES,
+    DepthRule,
+    WidthMethod,
+    depth_rule,
+    lossy_reason,
+    split_rule,
+    width,
+)
 from lemonkit.plan.spaces import HEADS, HIDDEN, SpaceMap
 from lemonkit.plan.targets import Options, Targets, split_growth
 from lemonkit.tables import table_for
@@ -64,6 +72,11 @@ class ExpansionPlan:
         if self.options.sigma is not None:
             return self.options.sigma
         return 0.02 if self.table.inputs == "pixels" else 0.002
+
+    @property
+    def split(self) -> str:
+        """The consumer-axis split rule: ``options.split``, else the width method's."""
+        return self.options.split or self.width_method.split
 
     @property
     def width_method(self) -> WidthMethod:
@@ -141,10 +154,15 @@ class ExpansionPlan:
             "stream_scale": self.stream_scale,
             "lossy_reason": self.lossy_reason,
             "expected_error_fp64": self.expected_error,
-            "symmetry_breaking": self.width_method.note,
+            "symmetry_breaking": (
+                SPLIT_RULES[self.options.split].note
+                if self.options.split
+                else self.width_method.note
+            ),
             "depth_rule": self.depth_rule.note,
             "options": asdict(self.options),
             "sigma": self.sigma,
+            "split": self.split,
             **({"experts": experts_record(self)} if self.table.experts else {}),
             **({"upcycle": self.upcycle} if self.upcycle else {}),
         }
@@ -178,6 +196,8 @@ def make_plan(
         targets, options = split_growth(growth)
     targets, options = targets or Targets(), options or Options()
     method, depth = width(options.method), depth_rule(options.depth)
+    if options.split is not None:
+        split_rule(options.split)
     table = _table(config, base_model)
     layout = layout_of(table)
     _check_applies(table, layout, targets, method, depth)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lemonkit.plan.methods import DEPTHS, METHODS
+from lemonkit.plan.methods import DEPTHS, METHODS, SPLIT_RULES
 
 INT = "int"
 INT_LIST = "int list"
@@ -86,6 +86,9 @@ class Options:
     seed: int = _option(0, "seed of every random choice (splits, extra units)")
     method: str = _option("lemon", "width method", METHODS)
     depth: str = _option("zero", "depth rule", DEPTHS)
+    split: str | None = _option(
+        None, "fan-out split of copies (default: the method's)", SPLIT_RULES
+    )
     allow_lossy: bool = _option(
         False,
         "where exactness is impossible, do the best approximation and report it; also "
@@ -95,6 +98,9 @@ class Options:
         False,
         "more experts (--num-experts): keep the experts per token instead of multiplying "
         "them (less compute, lossy: needs --allow-lossy, error reported)",
+    )
+    split: str | None = _option(
+        None, "fan-out split of copies (default: the method's)", SPLIT_RULES
     )
     sigma: float | None = _option(
         None,

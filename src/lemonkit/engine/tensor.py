@@ -35,7 +35,8 @@ from lemonkit.engine.rules import (
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.errors import CheckpointError
 from lemonkit.plan.cancel import paired_spaces
-from lemonkit.plan.decisions import Decision, cancel_axis, decide
+from lemonkit.plan.decisions import Decision, decide
+from lemonkit.plan.new_blocks import cancel_axis
 from lemonkit.plan.planner import ExpansionPlan, make_plan
 from lemonkit.tables.format import EXPERTS, Beta, Gamma, In, Out, SpaceRef, space_names
 
@@ -122,7 +123,7 @@ def iter_expand_tensor(
         yield torch.zeros(d.shape, dtype=d.dtype)
         return
     if d.op == "cancel":  # a type-2 new block's branch output (depth "cancel")
-        axis = cancel_axis(plan, d)
+        axis = cancel_axis(plan, d.shape, d.axes)
         gen = _generator(plan.seed, f"{d.seed_name}#cancel")
         yield cancelling(d.shape, axis, plan.maps[d.axes[axis].space], plan.sigma, gen, d.dtype)
         return

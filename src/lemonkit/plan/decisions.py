@@ -25,9 +25,9 @@ from typing import Literal
 import torch
 
 from lemonkit.errors import CheckpointError
-from lemonkit.plan.cancel import paired_spaces
 from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
 from lemonkit.plan.layers import DEFAULT_GROUP
+from lemonkit.plan.new_blocks import cancel_axis, next_source, untie_sigma
 from lemonkit.plan.planner import ExpansionPlan
 from lemonkit.plan.spaces import EXPERTS, HIDDEN
 from lemonkit.tables.format import AxisRule, Beta, Gamma, In, Out, Tensor, space_names
@@ -57,9 +57,9 @@ class Decision:
     numbers seeded by ``expert_seed``, which they share
     (:func:`lemonkit.engine.rules.expert_piece`). ``untie``: the standard deviation of
     the noise a new block's replicated units get on their fan-in (0: none), see
-    :func:`_untie`. ``paired``: a tensor of a type-2 new block (depth ``cancel``): its
-    paired units' partners take their leaders' entries; the branch's last linear is then
-    ``op="cancel"`` (:mod:`lemonkit.plan.cancel`).
+    :func:`~lemonkit.plan.new_blocks.untie_sigma`. ``paired``: a tensor of a type-2 new
+    block (depth ``cancel``): its paired units' partners take their leaders' entries;
+    the branch's last linear is then ``op="cancel"`` (:mod:`lemonkit.plan.cancel`).
     """
 
     name: str
@@ -214,14 +214,19 @@ def _decision(
     if not floating:
         return d
     if is_new and spec.branch_out and plan.depth_rule.zero_branch:
-        return replace(d, op="cancel" if cancel_axis(plan, d) is not None else "zero")
+        return replace(d, op="cancel" if cancel_axis(plan, d.shape, axes) is not None else "zero")
     if t is not None and plan.depth_rule.zero_branch:  # stacked blocks keep every norm
         d = _post_ln(plan, d, t)
         if d.op == "identity":
             return d
     d = _aki_donor(plan, d, t, tensors, present)
-    d = _untie(plan, d)
-    d = replace(d, paired=is_new and plan.depth_rule.cancel)
+    if is_new:
+        d = replace(
+            d,
+            source=next_source(plan, spec, d.source, t, tensors),
+            untie=untie_sigma(plan, spec, is_new, d.shape, axes),
+            paired=plan.depth_rule.cancel,
+        )
     scaled = plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec)
     return replace(
         d,
@@ -230,35 +235,6 @@ def _decision(
         norm_scale=_norm_scale(plan, spec, axes, d.dtype),
         approximate=spec.stream_norm and plan.maps[HIDDEN].eta != 1.0,
     )
-
-
-def _untie(plan: ExpansionPlan, d: Decision) -> Decision:
-    """A weight of a new block whose residual branch ends in a zeroed linear: its
-    replicated units would compute the same outputs, feed identical (zero) fan-out and get
-    identical gradients for ever. With a width method that breaks symmetry, their fan-in
-    gets N(0, sigma^2) noise (lossless: nothing the block computes reaches its output)."""
-    untie = (
-        d.is_new
-        and plan.width_method.untie_new
-        and plan.depth_rule.zero_branch
-        and not plan.depth_rule.cancel
-        and not d.spec.branch_out
-        and len(d.shape) >= 2
-        and any(isinstance(r, Out) for r in d.axes)
-    )
-    return replace(d, untie=plan.sigma) if untie else d
-
-
-def cancel_axis(plan: ExpansionPlan, d: Decision) -> int | None:
-    """The axis along which a new block's branch output cancels (depth ``cancel``): the
-    consumer axis of a weight reading a paired space (None: it stays zero, a bias)."""
-    if not plan.depth_rule.cancel or len(d.shape) < 2:
-        return None
-    paired = paired_spaces(plan.maps)
-    for axis, rule in enumerate(d.axes):
-        if isinstance(rule, In) and isinstance(rule.space, str) and rule.space in paired:
-            return axis
-    return None
 
 
 def _as_loaded(d: Decision) -> Decision:

@@ -185,6 +185,22 @@ SPLIT_RULES: dict[str, SplitRule] = {
 }
 
 
+@dataclass(frozen=True)
+class NewBlocks:
+    """Where a new block's free parameters come from (``new_blocks=``)."""
+
+    name: str
+    summary: str
+
+
+NEW_BLOCK_ROWS: dict[str, NewBlocks] = {
+    "copy": NewBlocks("copy", "copies of the source block they follow, default"),
+    "next": NewBlocks(
+        "next", "from the next adjacent source layer (LEMON C.4 for language models, AKI-like)"
+    ),
+}
+
+
 def split_rule(name: str) -> SplitRule:
     """The row of a split rule; an unknown name is refused with the valid ones."""
     if name not in SPLIT_RULES:

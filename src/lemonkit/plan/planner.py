@@ -23,6 +23,7 @@ from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup
 from lemonkit.plan.layouts import layout_of
 from lemonkit.plan.methods import (
+    NEW_BLOCK_ROWS,
     SPLIT_RULES,
     DepthRule,
     WidthMethod,
@@ -163,6 +164,7 @@ class ExpansionPlan:
             "options": asdict(self.options),
             "sigma": self.sigma,
             "split": self.split,
+            "new_blocks": NEW_BLOCK_ROWS[self.options.new_blocks].summary,
             **({"experts": experts_record(self)} if self.table.experts else {}),
             **({"upcycle": self.upcycle} if self.upcycle else {}),
         }
@@ -198,6 +200,10 @@ def make_plan(
     method, depth = width(options.method), depth_rule(options.depth)
     if options.split is not None:
         split_rule(options.split)
+    if options.new_blocks not in NEW_BLOCK_ROWS:
+        raise ImpossibleExpansionError(
+            f"new_blocks must be one of {tuple(NEW_BLOCK_ROWS)}, got {options.new_blocks!r}"
+        )
     table = _table(config, base_model)
     layout = layout_of(table)
     _check_applies(table, layout, targets, method, depth)

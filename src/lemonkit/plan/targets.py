@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lemonkit.plan.methods import DEPTHS, METHODS, SPLIT_RULES
+from lemonkit.plan.methods import DEPTHS, METHODS, NEW_BLOCK_ROWS, SPLIT_RULES
 
 INT = "int"
 INT_LIST = "int list"
@@ -86,6 +86,7 @@ class Options:
     seed: int = _option(0, "seed of every random choice (splits, extra units)")
     method: str = _option("lemon", "width method", METHODS)
     depth: str = _option("zero", "depth rule", DEPTHS)
+    new_blocks: str = _option("copy", "where new blocks' free parameters come from", NEW_BLOCK_ROWS)
     split: str | None = _option(
         None, "fan-out split of copies (default: the method's)", SPLIT_RULES
     )
@@ -99,6 +100,7 @@ class Options:
         "more experts (--num-experts): keep the experts per token instead of multiplying "
         "them (less compute, lossy: needs --allow-lossy, error reported)",
     )
+    new_blocks: str = _option("copy", "where new blocks' free parameters come from", NEW_BLOCK_ROWS)
     split: str | None = _option(
         None, "fan-out split of copies (default: the method's)", SPLIT_RULES
     )

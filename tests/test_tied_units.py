@@ -50,3 +50,25 @@ def test_tied_units_counts():
     with torch.no_grad():
         emb.weight.zero_()
     assert tied_units(emb) == {}
+
+
+def test_experiments_record_tied_units_at_the_start_and_after_the_first_interval():
+    from lemonkit.harness.data import TextData
+    from lemonkit.harness.loop import RunConfig
+    from lemonkit.harness.loop import train as run
+    from lemonkit.harness.models import build_model
+
+    gen = torch.Generator().manual_seed(0)
+    data = TextData(
+        torch.randint(0, 256, (5000,), generator=gen, dtype=torch.uint8),
+        torch.randint(0, 256, (2000,), generator=gen, dtype=torch.uint8),
+    )
+    spec = {"arch": "gpt2", "hidden": 16, "layers": 1, "heads": 2}
+    small = build_model(spec, "causal_lm", seq_len=8)
+    big = lemonkit.expand(small, hidden_size=32, method="net2net")
+    cfg = RunConfig(
+        steps=4, lr=1e-3, warmup=1, batch_size=4, seq_len=8, eval_every=2, eval_batches=1
+    )
+    hist = run(big, "causal_lm", data, cfg).history
+    assert [("tied_units" in h) for h in hist] == [True, True, False]
+    assert hist[0]["tied_units"] > 0  # Net2Net's replicas

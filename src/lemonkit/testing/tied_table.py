@@ -11,28 +11,30 @@ import torch
 
 import lemonkit
 from lemonkit.testing.untie import train, unexplained_ties
-from lemonkit.testing.zoo import BUILDERS, build, exact_width, mlp_size
+from lemonkit.testing.zoo import BUILDERS, build, mlp_size
 from lemonkit.verification.symmetry import tied_units, total_tied
 
 STEPS = 60
+NEAR = 1e-6  # after training: rows within 1e-6 x max|W| of another (rounding aside)
 
 
 def grown(arch: str, **options) -> torch.nn.Module:
-    """The expansion the tied-units test uses: width (indivisible where exact), MLP x 2.5,
-    heads following, one new block."""
+    """A divisible expansion (where Net2Net's replicas provably stay identical): width
+    and MLP x 2, heads following, one new block."""
     small = build(arch, dtype=torch.float32)
-    sizes = dict(hidden_size=exact_width(arch), intermediate_size=5 * mlp_size(small) // 2)
+    sizes = dict(hidden_size=128, intermediate_size=2 * mlp_size(small))
     return lemonkit.expand(small, num_layers=3, **sizes, **options)
 
 
 def row(arch: str) -> list[str]:
-    """Tied rows + columns: default at the start, after training; Net2Net after training
-    (after training: only units that received a gradient)."""
+    """Tied rows + columns: default at the start (exactly equal), after training; Net2Net
+    after training (after training: within ``NEAR``, among units that received a
+    gradient)."""
     cells = []
     for method in ("lemon", "net2net"):
         big = grown(arch, method=method)
         start = total_tied(tied_units(big), "all")
-        ties = unexplained_ties(big, train(big, steps=STEPS))
+        ties = unexplained_ties(big, train(big, steps=STEPS), near_rtol=NEAR)
         after = sum(c["rows"] + c["cols"] for c in ties.values())
         cells += [str(start), str(after)] if method == "lemon" else [str(after)]
     return cells

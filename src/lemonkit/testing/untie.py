@@ -52,27 +52,37 @@ def train(
 
 
 def unexplained_ties(
-    model: torch.nn.Module, seen: dict[str, torch.Tensor]
+    model: torch.nn.Module, seen: dict[str, torch.Tensor], near_rtol: float = 0.0
 ) -> dict[str, dict[str, int]]:
     """The tensors with tied rows or columns that did receive a gradient: per tensor,
-    how many such rows and columns (see :func:`train`)."""
+    how many such rows and columns (see :func:`train`). ``near_rtol`` > 0: rows within
+    ``near_rtol`` x max|W| of another count as tied (float rounding can make replicas
+    that get the same gradient in exact arithmetic differ in the last bits)."""
     found = {}
     params = dict(model.named_parameters())
-    for name in tied_units(model):
+    for name in tied_units(model, near_rtol=near_rtol or 1e-6):
         w, g = params[name].detach(), seen[name]
         mats = zip(w.reshape(-1, *w.shape[-2:]), g.reshape(-1, *g.shape[-2:]), strict=True)
         rows = cols = 0
         for m, gm in mats:
-            rows += _trained_duplicates(m, gm)
-            cols += _trained_duplicates(m.T, gm.T)
+            atol = near_rtol * float(m.abs().max())
+            rows += _trained_duplicates(m, gm, atol)
+            cols += _trained_duplicates(m.T, gm.T, atol)
         if rows or cols:
             found[name] = {"rows": rows, "cols": cols}
     return found
 
 
-def _trained_duplicates(vectors: torch.Tensor, grads: torch.Tensor) -> int:
-    """Rows equal to another row, among the rows that received a gradient."""
-    _, inverse, counts = torch.unique(vectors, dim=0, return_inverse=True, return_counts=True)
-    tied = counts[inverse] > 1
+def _trained_duplicates(vectors: torch.Tensor, grads: torch.Tensor, atol: float) -> int:
+    """Rows equal to another row (within ``atol``), among the rows that received a
+    gradient."""
+    if atol > 0:
+        v = vectors.double()
+        close = torch.cdist(v, v, p=float("inf")) <= atol
+        close.fill_diagonal_(False)
+        tied = close.any(dim=1)
+    else:
+        _, inverse, counts = torch.unique(vectors, dim=0, return_inverse=True, return_counts=True)
+        tied = counts[inverse] > 1
     trained = grads.ne(0).any(dim=1)
     return int((tied & trained).sum())

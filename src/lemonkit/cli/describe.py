@@ -41,7 +41,7 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     if d.untie:
         text += f"; new block: replicated units' fan-in + N(0, {d.untie:g}^2) (untied)"
     if d.paired:
-        text += "; type-2 new block: paired units share their leader's fan-in"
+        text += "; type-2 new block: paired units (if any here) take their leader's entries"
     return text
 
 
@@ -77,6 +77,7 @@ def _size(value) -> str:
 def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
     lines = [
         f"model type {plan.model_type}, method {plan.method}, depth {plan.depth}, seed {plan.seed}",
+        f"split {plan.split}, new blocks {plan.options.new_blocks}, sigma {plan.sigma:g}",
         "sizes: " + sizes_text(plan),
         *(
             f"layer map{'' if name == DEFAULT_GROUP else ' of ' + name} (target <- source): "

@@ -53,3 +53,14 @@ def test_sigma_defaults_per_family_and_record():
     assert vit.to_json()["split"] == "lemon"
     with pytest.raises(lemonkit.ImpossibleExpansionError, match="split must be one of"):
         lemonkit.make_plan(build("llama").config, split="nope")
+
+
+def test_spread_zero_is_equal_splits_and_below_one_stays_exact():
+    small = build("gpt2")
+    w = "transformer.h.0.mlp.c_fc.weight"  # [in, out]: rows j and j + 64 are the halves
+    flat = lemonkit.expand(small, hidden_size=128, spread=0.0).state_dict()[w]
+    assert torch.equal(flat[:64], flat[64:])
+    wide = lemonkit.expand(small, hidden_size=96, num_layers=3, spread=0.95)
+    assert lemonkit.verify(small, wide).ok
+    with pytest.raises(lemonkit.ImpossibleExpansionError, match="spread must be in"):
+        lemonkit.expand(small, hidden_size=128, spread=1.0)

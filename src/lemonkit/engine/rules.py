@@ -63,12 +63,14 @@ def expand_in(
     gen: torch.Generator,
     storage: torch.dtype | None = None,
     sigma: float = 0.0,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
-    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-0.7,
-    0.7) per element of the other axes, e.g. per row of a weight, v_j ~ U(-0.7, 0.7) per
-    target channel, so every element's fraction differs and lies in (0.5/c, 1.5/c)).
+    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-s, s)
+    per element of the other axes, e.g. per row of a weight, v_j ~ U(-s, s) per target
+    channel, s = ``spread`` (0.7: every element's fraction differs and lies in
+    (0.51/c, 1.49/c); s < 1 keeps every copy exact).
     Every copy but the last is rounded onto the grid of the source element's last bit in
     ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
     which lies on the same grid: the copies sum to the column exactly once stored, even
@@ -87,7 +89,7 @@ def expand_in(
     runs = split_runs(space)
     if space.diluted:
         split = "lemon" if split == "paper" else split
-        return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype)
+        return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype, spread)
     taken = None
     u_shape = list(t.shape)
     u_shape[axis] = 1
@@ -112,9 +114,10 @@ def expand_in(
             taken.narrow(axis, first, n).add_(piece)
         elif rank < count - 1:
             if u is None:
-                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * (2 * spread)
                 taken = torch.zeros_like(t)
-            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            v = torch.rand(n, generator=gen, dtype=t.dtype).sub_(0.5).mul_(2 * spread)
+            v = _along(axis, t.dim(), v)
             share = (u * v).add_(1.0).div_(count)
             piece = snap_to_grid(part * share, part, storage or t.dtype)
             part.copy_(piece)
@@ -132,11 +135,12 @@ def _split_diluted(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Copies that the model weighs 1/count each (a softmax router's copies of an
     expert): they must sum to count x the source, so each is the source plus a deviation,
     the deviations summing to zero. ``lemon``: copy j deviates by ``t u v_j / (count-1)``
-    (u per element, v per copy, both U(-0.7, 0.7)), the last copy by minus the others'
+    (u per element, v per copy, both U(-spread, spread)), the last copy by minus the others'
     sum, every deviation on the grid of the element's last bit in ``storage``. An element
     whose copies would not all stay below the top of its binade (where that grid is no
     longer representable) keeps plain copies, so every stored copy is exact and the
@@ -145,7 +149,7 @@ def _split_diluted(
         return out
     u_shape = list(t.shape)
     u_shape[axis] = 1
-    u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+    u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * (2 * spread)
     taken, bad = torch.zeros_like(t), torch.zeros_like(t, dtype=torch.bool)
     top = 2 * _binade(t).clamp(min=torch.finfo(storage).smallest_normal)
     for start, first, n, rank, count in runs:
@@ -153,7 +157,8 @@ def _split_diluted(
             continue
         src = t.narrow(axis, first, n)
         if rank < count - 1:
-            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            v = torch.rand(n, generator=gen, dtype=t.dtype).sub_(0.5).mul_(2 * spread)
+            v = _along(axis, t.dim(), v)
             delta = snap_to_grid(src * u * v / (count - 1), src, storage)
             taken.narrow(axis, first, n).add_(delta)
         else:
@@ -195,6 +200,8 @@ def expert_piece(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype | None = None,
+    sigma: float = 0.0,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Copy ``rank`` of an expert's output tensor ``t`` (down projection, its bias) in a
     target with ``copies`` copies of the expert: the :func:`expand_in` split of ``t``
@@ -212,7 +219,7 @@ def expert_piece(
     if copies == 1:
         return t
     space = SpaceMap("copies", 1, copies, (0,) * copies, diluted=diluted)
-    return expand_in(t.unsqueeze(0), 0, space, split, gen, storage)[rank]
+    return expand_in(t.unsqueeze(0), 0, space, split, gen, storage, sigma, spread)[rank]
 
 
 @functools.lru_cache(maxsize=256)

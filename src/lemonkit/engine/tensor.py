@@ -256,6 +256,8 @@ def _iter_experts(
             split=plan.split,
             gen=shared,
             storage=d.dtype,
+            sigma=plan.sigma,
+            spread=plan.options.spread,
         )
         gen = _generator(plan.seed, f"{seed_name}@{j}")
         yield _expand_block(plan, d, block.unsqueeze(0), gen, 1, row_start=j)
@@ -291,7 +293,15 @@ def _expand_block(
         rank, copies = d.expert_copy
         diluted = plan.maps[EXPERTS].diluted
         t = expert_piece(
-            t, rank, copies, diluted=diluted, split=split, gen=expert_gen, storage=d.dtype
+            t,
+            rank,
+            copies,
+            diluted=diluted,
+            split=split,
+            gen=expert_gen,
+            storage=d.dtype,
+            sigma=plan.sigma,
+            spread=plan.options.spread,
         )
     # producer axes first: every copy of a unit then draws its own consumer splits
     # (a weight stored [in, out], GPT-2's Conv1D, would otherwise share them)
@@ -301,7 +311,7 @@ def _expand_block(
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
             consumer = lambda t, axis, space: expand_in(  # noqa: E731
-                t, axis, space, split, gen, d.dtype, plan.sigma
+                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread
             )
             t = _per_segment(t, axis, rule.space, plan, consumer)
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):

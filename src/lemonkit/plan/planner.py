@@ -200,6 +200,11 @@ def make_plan(
     method, depth = width(options.method), depth_rule(options.depth)
     if options.split is not None:
         split_rule(options.split)
+    if not 0.0 <= options.spread < 1.0:
+        raise ImpossibleExpansionError(
+            f"spread must be in [0, 1), got {options.spread}: at 1 or more a copy's fraction "
+            "(1 + u v)/c can leave its element's binade, and the split is no longer exact"
+        )
     if options.new_blocks not in NEW_BLOCK_ROWS:
         raise ImpossibleExpansionError(
             f"new_blocks must be one of {tuple(NEW_BLOCK_ROWS)}, got {options.new_blocks!r}"

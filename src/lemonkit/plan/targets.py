@@ -86,10 +86,6 @@ class Options:
     seed: int = _option(0, "seed of every random choice (splits, extra units)")
     method: str = _option("lemon", "width method", METHODS)
     depth: str = _option("zero", "depth rule", DEPTHS)
-    new_blocks: str = _option("copy", "where new blocks' free parameters come from", NEW_BLOCK_ROWS)
-    split: str | None = _option(
-        None, "fan-out split of copies (default: the method's)", SPLIT_RULES
-    )
     allow_lossy: bool = _option(
         False,
         "where exactness is impossible, do the best approximation and report it; also "
@@ -109,6 +105,11 @@ class Options:
         "standard deviation of the paper's free parameters (C.4): new blocks' untying noise; "
         "default 0.02 for image models, 0.002 for language models",
         kind=float,
+    )
+    spread: float = _option(
+        0.7,
+        "half-width s of lemonkit's multiplicative split (1 + u v)/c, u, v ~ U(-s, s): "
+        "0 gives equal splits (Net2Net-like), below 1 every copy stays exact",
     )
 
 

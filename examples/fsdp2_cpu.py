@@ -97,7 +97,8 @@ def main(path: str) -> None:
     try:
         result = train(rank, world)
     finally:
-        if world > 1:
+        if world > 1:  # both ranks done before teardown: gloo aborts on a pending peer
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
     if rank == 0:
         with open(path, "w") as f:

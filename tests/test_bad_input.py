@@ -218,7 +218,9 @@ def test_kill_sigterm_leaves_nothing(src, tmp_path):
 
 
 def test_leftovers_of_a_killed_run_are_removed(src, tmp_path):
-    dead = tmp_path / ".out.lemonkit-999999999-abcd"  # no such process
+    from lemonkit.io.lock import host_id
+
+    dead = tmp_path / f".out.lemonkit-999999999-12345-{host_id()}-abcd"  # no such process
     dead.mkdir()
     (dead / "model.safetensors").write_bytes(b"half")
     assert main(["-q", "expand", str(src), str(tmp_path / "out"), "--hidden-size", "96"]) == 0

@@ -14,10 +14,7 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +30,14 @@ from lemonkit.io.files import (
     update_pooling_configs,
     write_config,
     write_provenance,
+)
+from lemonkit.io.lock import make_temporary, old_name, output_lock, remove_stale_temporaries
+from lemonkit.io.preflight import (
+    check_dtypes,
+    check_finite,
+    check_free_space,
+    check_target_config,
+    planned_bytes,
 )
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
@@ -70,7 +75,10 @@ def plan_folder(
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
     if upcycle is not None:
         plan = replace(plan, upcycle=ckpt.record)
-    return ckpt, plan, decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
+    check_target_config(plan)
+    decisions = decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
+    check_dtypes(decisions, ckpt.infos())
+    return ckpt, plan, decisions
 
 
 def _upcycled(ckpt: Checkpoint, upcycle: Upcycle, growth: dict):
@@ -105,48 +113,66 @@ def expand_folder(
     check_sentence_transformers(src)
     ckpt, plan, decisions = plan_folder(src, dtype=dtype, upcycle=upcycle, **growth)
     decisions = [d for d in decisions if d.saved]
-    entries = [d.entry for d in decisions]
-    _remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        tensors = (
-            iter_expand_tensor(
-                plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
+    check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
+    check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
+    with output_lock(out):
+        _check_paths(src, out, force)  # again: a run that held the lock may have written it
+        remove_stale_temporaries(out)
+        tmp = make_temporary(out)
+        try:
+            files, report = _build(
+                src,
+                tmp,
+                ckpt,
+                plan,
+                decisions,
+                dtype,
+                compute_dtype,
+                check,
+                max_shard_size,
+                progress,
             )
-            for d in decisions
-        )
-        total = sum(nbytes(e) for e in entries)
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc="expand", disable=not progress
-        ) as bar:
-            done = iter(range(1, len(entries) + 1))
-
-            def advance(n_bytes: int) -> None:  # bytes on the bar, tensors beside it
-                bar.update(n_bytes)
-                bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
-
-            files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, advance)
-        write_config(plan, tmp, dtype)
-        copy_other_files(src, tmp)
-        if plan.target.hidden_size is not None:
-            update_pooling_configs(tmp, plan.target.hidden_size)
-        write_provenance(tmp, src, plan, None, files)
-        report = None
-        if check:
-            report = verify_folders(
-                src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
-            )
-            if not report.ok and not plan.lossy_reason:
-                raise LemonkitError(
-                    "verification failed, nothing was written: " + " ".join(str(report).split())
-                )
-        write_provenance(tmp, src, plan, report, files)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            _publish(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return FolderResult(out, plan, files, report)
+
+
+def _build(src, tmp, ckpt, plan, decisions, dtype, compute_dtype, check, shard, progress):
+    """Write the whole output into ``tmp``: shards, config, files, provenance, verified."""
+    entries = [d.entry for d in decisions]
+    tensors = (
+        iter_expand_tensor(
+            plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
+        )
+        for d in decisions
+    )
+    total = sum(nbytes(e) for e in entries)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="expand", disable=not progress) as bar:
+        done = iter(range(1, len(entries) + 1))
+
+        def advance(n_bytes: int) -> None:  # bytes on the bar, tensors beside it
+            bar.update(n_bytes)
+            bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
+
+        files = write_shards(tmp, plan_shards(entries, shard), tensors, advance)
+    write_config(plan, tmp, dtype)
+    copy_other_files(src, tmp)
+    if plan.target.hidden_size is not None:
+        update_pooling_configs(tmp, plan.target.hidden_size)
+    write_provenance(tmp, src, plan, None, files)
+    report = None
+    if check:
+        report = verify_folders(
+            src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
+        )
+        if not report.ok and not plan.lossy_reason:
+            raise LemonkitError(
+                "verification failed, nothing was written: " + " ".join(str(report).split())
+            )
+    write_provenance(tmp, src, plan, report, files)
+    return files, report
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:
@@ -160,36 +186,11 @@ def _check_paths(src: Path, out: Path, force: bool) -> None:
         raise LemonkitError(f"the parent folder of {out} does not exist")
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Remove temporary folders left by killed runs (their process no longer exists)."""
-    for item in out.parent.glob(f".{out.name}.lemonkit-*"):
-        m = re.match(rf"\.{re.escape(out.name)}\.lemonkit-(?:old-)?(\d+)", item.name)
-        if m and not _alive(int(m.group(1))):
-            log.info("removing %s, left by an interrupted run", item)
-            shutil.rmtree(item, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _publish(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an existing ``out`` (``--force``) is removed only after."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.lemonkit-old-{os.getpid()}")
+        old = old_name(out)
         out.rename(old)
     try:
         tmp.rename(out)

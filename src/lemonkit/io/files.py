@@ -124,14 +124,18 @@ def update_pooling_configs(folder: Path, hidden: int) -> None:
 def write_provenance(
     folder: Path, src: Path, plan: ExpansionPlan, report, files: list[str]
 ) -> None:
-    """``lemonkit.json``: source, plan (every choice), version, files and verification."""
+    """``lemonkit.json``: source, plan (every choice), version, files and verification;
+    ``chunk_elements``: the engine's chunk size, which enters the random seeds (a chunk's
+    first row), so the record says all that the bytes depend on."""
     from lemonkit import __version__
+    from lemonkit.engine import tensor as engine
 
     record = {
         "format": PROVENANCE_FORMAT,
         "lemonkit_version": __version__,
         "source": str(src),
         "files": files,
+        "chunk_elements": engine.CHUNK_ELEMENTS,
         "plan": plan.to_json(),
         "verification": report.to_json() if report else None,
     }

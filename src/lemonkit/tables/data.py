@@ -5,7 +5,7 @@ the table; nothing in it is executed (``--plugin`` is the way for Python tables,
 executes the file). The keys are the fields of :class:`ArchTable` and of the classes it
 holds (``config``: :class:`ConfigFields`, ``experts``: :class:`ExpertFields`,
 ``dense_layers``: :class:`DenseLayers`, ``derived``: a list of :class:`DerivedSpace`),
-lists where the table has tuples. An axis is ``null`` or one of ``{"out": S}``,
+lists where the table has tuples. An axis is ``null`` (``{}`` in TOML) or one of ``{"out": S}``,
 ``{"in": S}``, ``{"gamma": S}``, ``{"beta": S}`` with ``S`` a space name or a list of
 them (a fused axis); ``per_expert`` is ``{"out": "experts"}`` or ``{"in": "experts"}``.
 The model is built by the ``transformers`` class its ``classes`` name, so a data table
@@ -134,7 +134,7 @@ def _tensor(data: Any, i: int) -> Tensor:
 
 
 def _axis(data: Any, where: str):
-    if data is None:
+    if data is None or data == {}:  # TOML has no null: {} says the same
         return None
     if not isinstance(data, dict) or len(data) != 1 or next(iter(data)) not in AXES:
         raise TableDataError(f"{where}: an axis is null or one of {{{', '.join(AXES)}: space}}")

@@ -181,42 +181,6 @@ def test_failed_force_keeps_the_old_output(src, tmp_path, monkeypatch):
     assert (out / "old.txt").read_text() == "old"
 
 
-SLOW_CLI = """
-import sys, time
-import lemonkit.io.folder
-real = lemonkit.io.folder.iter_expand_tensor
-def slow(*a, **k):
-    time.sleep(0.2)
-    return real(*a, **k)
-lemonkit.io.folder.iter_expand_tensor = slow
-from lemonkit.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def test_kill_sigterm_leaves_nothing(src, tmp_path):
-    import signal
-    import time
-
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_CLI, "expand", str(src), str(out), "--hidden-size", "96"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while not [p for p in tmp_path.iterdir() if ".lemonkit-" in p.name]:
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "interrupted" in err and "Traceback" not in err
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if ".lemonkit-" in p.name]
-
-
 def test_leftovers_of_a_killed_run_are_removed(src, tmp_path):
     from lemonkit.io.lock import host_id
 

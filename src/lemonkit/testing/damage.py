@@ -98,3 +98,49 @@ def write_index(folder: Path, weight_map) -> None:
 def index_all(folder: Path) -> dict[str, str]:
     """Every tensor of model.safetensors mapped to it, as a valid index would."""
     return {name: WEIGHTS for name in sorted(load_file(folder / WEIGHTS))}
+
+
+# random damage, as the fuzzer draws it: (kind, a random source of numbers) -> change
+KINDS = ("none", "config", "config_json", "index", "header", "data", "truncate")
+CONFIG_VALUES = (None, -1, 0, 1, 3, 7, 100, "x", [], 1.5, True)
+
+
+def damage_randomly(folder: Path, kind: str, rnd) -> str:
+    """Damage ``folder`` in one way of ``kind``, drawing from ``rnd`` (``random.Random``);
+    returns a short description (for the fuzzer's failure messages)."""
+    if kind == "none":
+        return "none"
+    if kind == "config":
+        config = json.loads((folder / "config.json").read_text())
+        key = rnd.choice(sorted(config))
+        value = rnd.choice(CONFIG_VALUES)
+        edit_config(folder, **{key: value})
+        return f"config {key}={value!r}"
+    if kind == "config_json":
+        path = folder / "config.json"
+        text = path.read_text()
+        path.write_text(text[: rnd.randrange(len(text))])
+        return "config.json cut"
+    if kind == "index":
+        weight_map = index_all(folder)
+        name = rnd.choice(sorted(weight_map))
+        choice = rnd.choice(["drop", "rename", "shard", "valid"])
+        if choice == "drop":
+            weight_map.pop(name)
+        elif choice == "rename":
+            weight_map[name + ".x"] = weight_map.pop(name)
+        elif choice == "shard":
+            weight_map[name] = "model-00009-of-00009.safetensors"
+        write_index(folder, weight_map)
+        return f"index {choice} {name}"
+    raw = bytearray((folder / WEIGHTS).read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    if kind == "truncate":
+        cut = rnd.randrange(len(raw))
+        (folder / WEIGHTS).write_bytes(bytes(raw[:cut]))
+        return f"truncated at {cut} of {len(raw)}"
+    lo, hi = (0, header) if kind == "header" else (header, len(raw))
+    where = rnd.randrange(lo, hi)
+    raw[where] ^= 1 << rnd.randrange(8)
+    (folder / WEIGHTS).write_bytes(bytes(raw))
+    return f"{kind} bit flipped at {where}"

@@ -113,7 +113,7 @@ def expand_folder(
     check_sentence_transformers(src)
     ckpt, plan, decisions = plan_folder(src, dtype=dtype, upcycle=upcycle, **growth)
     decisions = [d for d in decisions if d.saved]
-    check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
+    _check_finite(ckpt, decisions)
     check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
     with output_lock(out):
         _check_paths(src, out, force)  # again: a run that held the lock may have written it
@@ -137,6 +137,16 @@ def expand_folder(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return FolderResult(out, plan, files, report)
+
+
+def _check_finite(ckpt, decisions: list[Decision]) -> None:
+    """Non-finite source weights, named; an upcycled source is checked on its dense
+    tensors (each read once, not once per expert copy)."""
+    dense = getattr(ckpt, "dense", None)
+    if dense is not None:
+        check_finite(dense, list(dense))
+    else:
+        check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
 
 
 def _build(src, tmp, ckpt, plan, decisions, dtype, compute_dtype, check, shard, progress):

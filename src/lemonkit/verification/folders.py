@@ -44,12 +44,20 @@ def verify_folders(
         blockwise = total > BLOCKWISE_ABOVE_BYTES and sliceable is None
     if blockwise and sliceable is not None:
         raise CheckpointError(f"block-wise verification {sliceable}: verify the whole models")
-    if blockwise:
-        from lemonkit.verification.blockwise import verify_blockwise
+    try:
+        if blockwise:
+            from lemonkit.verification.blockwise import verify_blockwise
 
-        return verify_blockwise(src, out, source_dtype=source_dtype, **kwargs)
-    kwargs.pop("progress", None)
-    return verify(load_model(src, source_dtype), load_model(out), **kwargs)
+            return verify_blockwise(src, out, source_dtype=source_dtype, **kwargs)
+        kwargs.pop("progress", None)
+        return verify(load_model(src, source_dtype), load_model(out), **kwargs)
+    except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(  # the model class refuses what config.json says, most often
+            f"the models could not be run to verify them ({type(e).__name__}: {e}); is the "
+            f"source's config.json right? (re-run with --debug for the traceback)"
+        ) from e
 
 
 def _sliceable(source: Checkpoint) -> str | None:

@@ -3,7 +3,7 @@ and random damage to the folder (config.json, the index, the safetensors header,
 data bytes, truncation). Every run must end in a verified output or in the one-line
 contract, with nothing left behind and the source byte-identical.
 
-About 40 examples of 7 families in ``make test`` (derandomised: the same ones every
+About 120 examples of 7 families (10-20 s) in ``make test`` (derandomised: the same ones every
 time); ``LEMONKIT_LONG=1`` draws 600 new ones from every family of the zoo
 (``LEMONKIT_FUZZ_EXAMPLES`` sets the number)."""
 
@@ -29,7 +29,7 @@ from lemonkit.testing.damage import KINDS, damage_randomly
 
 UNFORESEEN = re.compile(r"lemonkit: error: unexpected [A-Z]\w*: ")  # cli/errors.py
 LONG = os.environ.get("LEMONKIT_LONG") == "1"
-EXAMPLES = int(os.environ.get("LEMONKIT_FUZZ_EXAMPLES", 600 if LONG else 40))
+EXAMPLES = int(os.environ.get("LEMONKIT_FUZZ_EXAMPLES", 600 if LONG else 120))
 FAST = ("gpt2", "llama", "bert", "gpt_neox", "opt", "qwen3", "resnet")
 FAMILIES = (*zoo.BUILDERS, "resnet") if LONG else FAST  # every family when long
 SIZES = (None, 16, 32, 48, 64, 72, 80, 96, 100, 128)

@@ -20,11 +20,15 @@ from lemonkit.io import lock
 from lemonkit.testing.zoo import build
 
 SLOW_CLI = """
-import sys, time
+import os, sys, time
 import lemonkit.io.folder
 real = lemonkit.io.folder.iter_expand_tensor
+gate = os.environ.get("LEMONKIT_TEST_GATE")  # wait for this file before each tensor
 def slow(*a, **k):
     time.sleep(0.1)
+    deadline = time.time() + 120
+    while gate and not os.path.exists(gate) and time.time() < deadline:
+        time.sleep(0.02)
     return real(*a, **k)
 lemonkit.io.folder.iter_expand_tensor = slow
 from lemonkit.cli.main import main
@@ -39,8 +43,8 @@ def source(tmp_path_factory) -> Path:
     return path
 
 
-def _slow(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def _slow(*args: str, gate: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "LEMONKIT_TEST_GATE": str(gate or "")}
     return subprocess.Popen(
         [sys.executable, "-c", SLOW_CLI, *args], stderr=subprocess.PIPE, text=True, env=env
     )
@@ -67,28 +71,28 @@ def test_interrupt_while_streaming_leaves_nothing(source, tmp_path, sig):
     assert snapshot(source) == before
 
 
-def test_two_runs_into_one_output(source, tmp_path):
+def test_two_runs_into_one_output(source, tmp_path, capsys):
+    """The first run (a process) is held mid-stream; the second (this process) refuses."""
     out = tmp_path / "out"
     args = ("-q", "expand", str(source), str(out), "--hidden-size", "96", "--no-verify")
-    first = _slow(*args)
-    _streaming(tmp_path, first)
-    second = subprocess.run(
-        [sys.executable, "-m", "lemonkit", *args], capture_output=True, text=True
-    )
-    assert second.returncode == 2
-    assert second.stderr.startswith("lemonkit: error: another lemonkit run is writing")
-    assert len(second.stderr.strip().splitlines()) == 1
-    assert first.wait(timeout=120) == 0
+    gate = tmp_path / "gate"  # the first run waits, mid-stream, until the second is done
+    first = _slow(*args, gate=gate)
+    try:
+        _streaming(tmp_path, first)
+        line = assert_contract(capsys, list(args), "another lemonkit run is writing", source, None)
+        assert not out.exists()
+    finally:
+        gate.touch()
+    assert first.wait(timeout=120) == 0, first.stderr.read()
     assert (out / "model.safetensors").is_file() and not leftovers(tmp_path)
+    assert "choose another output folder" in line
 
 
-def test_the_lock_is_checked_in_process(source, tmp_path, capsys):
+def test_the_lock_file_is_removed_by_its_holder(tmp_path):
     out = tmp_path / "out"
-    with lock.output_lock(out.resolve()):
-        argv = ["-q", "expand", str(source), str(out), "--hidden-size", "96"]
-        main_line = assert_contract(capsys, argv, "another lemonkit run is writing", source, None)
-    assert "choose another output folder" in main_line
-    assert not out.exists() and not leftovers(tmp_path)  # the holder removed its lock file
+    with lock.output_lock(out):
+        assert lock.lock_path(out).exists()
+    assert not leftovers(tmp_path)
 
 
 @pytest.fixture

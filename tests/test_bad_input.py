@@ -214,6 +214,7 @@ def test_weights_in_other_formats_are_not_copied(src, tmp_path):
     out = tmp_path / "out"
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",  # lemonkit's model card
         "config.json",
         "generation_config.json",
         "lemonkit.json",

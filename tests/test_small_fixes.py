@@ -39,7 +39,8 @@ def test_list_sees_a_table_registered_after_import(registry, capsys):
 def _run(group: str, final: float, target: float | None = None) -> dict:
     hist = [{"step": 10 * i, "val_loss": v, "flops": 10.0 * i} for i, v in enumerate([5, final])]
     models = {"small": {"hidden": 8}, "large": {"hidden": 16}}
-    record = {"run": {"group": group}, "history": hist, "key": {"models": models}}
+    init = {"source": "small", "reference": "scratch"}.get(group, "expand")
+    record = {"run": {"group": group, "init": init}, "history": hist, "key": {"models": models}}
     return {**record, "config": {"target": target}} if target is not None else record
 
 

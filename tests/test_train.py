@@ -102,7 +102,8 @@ def test_text_files_in_sorted_path_order_split_by_file(tmp_path, monkeypatch):
 
 
 def test_unknown_data_kinds_and_keys_are_refused():
-    with pytest.raises(HarnessError, match="unknown kind 'parquet'.*idx_images, text_files"):
+    known = "idx_images, image_folder, text_file, text_files"
+    with pytest.raises(HarnessError, match=f"unknown kind 'parquet'.*{known}"):
         load_source({"kind": "parquet", "root": "/"})
     with pytest.raises(HarnessError, match=r"unknown keys \['val_evry'\]"):
         load_source({**data_spec("lm_llama"), "val_evry": 10})

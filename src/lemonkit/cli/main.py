@@ -10,6 +10,8 @@ Example::
     lemonkit expand small/ big/ --hidden-size 768 --num-layers 12
     lemonkit upcycle llama/ moe/ --to mixtral --num-experts 8 --experts-per-token 2
     lemonkit verify small/ big/
+    lemonkit expand HuggingFaceTB/SmolLM2-135M big/ --hidden-size 1152   # a Hub repo id
+    lemonkit expand --config grow.yaml --save-config used.yaml
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ DTYPES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     _quiet_transformers()
     signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             register_file(path)
         for plugin in args.plugin:
             load_plugin(plugin)
+        args = _with_config(parser, args, argv)
         return args.func(args)
     except KeyboardInterrupt:
         return interrupted()
@@ -124,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("expand", help="expand a Hugging Face folder into a new one")
-    e.add_argument("src")
-    e.add_argument("out")
+    _add_paths(e, "src", "out")
     _add_targets(e)
     _add_output_options(e)
     e.set_defaults(func=cmd_expand)
@@ -135,16 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="dense -> mixture of experts (every expert a copy of the MLP), exact; the one "
         "command that changes the class",
     )
-    u.add_argument("src")
-    u.add_argument("out")
+    _add_paths(u, "src", "out")
     _add_upcycle(u)
     _add_targets(u)
     _add_output_options(u)
     u.set_defaults(func=cmd_upcycle)
 
     v = sub.add_parser("verify", help="compare a source and an expanded folder")
-    v.add_argument("src")
+    v.add_argument("src", help="a folder or a Hugging Face Hub repo id (org/name)")
     v.add_argument("out")
+    v.add_argument("--revision", help="SRC is a repo id: its branch, tag or commit")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     v.add_argument(
         "--blockwise",
@@ -157,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     pl = sub.add_parser("plan", help="dry run: what each tensor becomes, by which rule")
-    pl.add_argument("src")
+    _add_paths(pl, "src")
     _add_targets(pl)
     pl.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     pl.set_defaults(func=cmd_plan)
@@ -166,6 +169,44 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     ls.set_defaults(func=cmd_list)
     return p
+
+
+def _add_paths(p: argparse.ArgumentParser, *names: str) -> None:
+    """SRC (a folder or a Hub repo id) and OUT, optional where a --config names them;
+    --revision, --config and --save-config."""
+    helps = {"src": "a folder or a Hugging Face Hub repo id (org/name)", "out": "new folder"}
+    for name in names:
+        p.add_argument(name, nargs="?", help=helps[name] + " (or in --config)")
+    p.add_argument("--revision", help="SRC is a repo id: its branch, tag or commit")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="options from a YAML/JSON file (or a "
+        "lemonkit.json, to replay its run); flags override it",
+    )
+    p.add_argument(
+        "--save-config",
+        metavar="FILE",
+        help="write this run's options (YAML; JSON if FILE ends in .json)",
+    )
+
+
+def _with_config(parser: argparse.ArgumentParser, args, argv: list[str] | None):
+    """Fold in ``--config``, check SRC/OUT are named, write ``--save-config``."""
+    from lemonkit.cli import config_file
+
+    if not hasattr(args, "save_config"):  # verify, list: no config files
+        return args
+    args = config_file.apply_config(parser, args, argv)
+    for name in ("src", "out"):
+        if hasattr(args, name) and getattr(args, name) is None:
+            raise LemonkitError(
+                f"{args.command} needs {name.upper()}: an argument or '{name}:' in --config"
+            )
+    args.run_config = config_file.run_config(args, parser)
+    if args.save_config:
+        config_file.save_config(args.run_config, args.save_config)
+    return args
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -187,13 +228,12 @@ def _add_upcycle(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--to",
-        required=True,
         choices=list(RULES),
         help="the MoE family: "
         + "; ".join(f"{name} (from {', '.join(r.sources)})" for name, r in RULES.items()),
     )
     p.add_argument(
-        "--experts-per-token", type=int, required=True, help="top-k: experts each token runs"
+        "--experts-per-token", type=int, help="top-k: experts each token runs (required)"
     )
 
 
@@ -253,6 +293,8 @@ def cmd_expand(args, upcycle=None) -> int:
         check=not args.no_verify,
         progress=not args.quiet,
         upcycle=upcycle,
+        revision=args.revision,
+        run_config=args.run_config,
         **_growth(args),
     )
     _say(args, f"wrote {result.out} ({', '.join(result.files)})")
@@ -270,6 +312,8 @@ def cmd_upcycle(args) -> int:
     """``lemonkit upcycle SRC OUT --to mixtral --num-experts 8 --experts-per-token 2``."""
     from lemonkit.plan.upcycle import Upcycle
 
+    if args.to is None or args.experts_per_token is None:
+        raise LemonkitError("upcycle needs --to (the MoE family) and --experts-per-token")
     if args.num_experts is None:
         raise LemonkitError("upcycle needs --num-experts (the experts of the MoE)")
     request = Upcycle(args.to, args.num_experts, args.experts_per_token, args.seed)
@@ -277,10 +321,15 @@ def cmd_upcycle(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from lemonkit.io.hub import resolve_source
     from lemonkit.verification.folders import verify_folders
 
     report = verify_folders(
-        args.src, args.out, seed=args.seed, blockwise=args.blockwise, progress=not args.quiet
+        resolve_source(args.src, args.revision).path,
+        args.out,
+        seed=args.seed,
+        blockwise=args.blockwise,
+        progress=not args.quiet,
     )
     _say(args, str(report))
     return 0 if report.ok else EXIT_NOT_LOSSLESS
@@ -290,7 +339,7 @@ def cmd_plan(args) -> int:
     from lemonkit.cli.describe import describe_plan
     from lemonkit.io.folder import plan_folder
 
-    _, plan, decisions = plan_folder(args.src, **_growth(args))
+    _, plan, decisions = plan_folder(args.src, revision=args.revision, **_growth(args))
     _say(args, describe_plan(plan, decisions))
     return 0
 

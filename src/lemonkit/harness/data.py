@@ -38,8 +38,9 @@ def _generator(seed: int, step: int, rank: int, split: str) -> torch.Generator:
 class TextData:
     """Byte-level text corpus; ``batch`` draws random windows (next-byte targets)."""
 
-    train: torch.Tensor  # (N_train,) uint8
-    val: torch.Tensor  # (N_val,) uint8
+    train: torch.Tensor  # (N_train,) uint8 (bytes) or int16 (subword ids, ``tokenize``)
+    val: torch.Tensor  # (N_val,) the same
+    mask_id: int = MASK_ID  # masked LM's [MASK]; ids below it are tokens (1: padding, unused)
 
     def batch(
         self, split: str, step: int, batch_size: int, seq_len: int, seed: int, rank: int = 0
@@ -68,9 +69,9 @@ class TextData:
         chosen = torch.rand(x.shape, generator=g) < mask_prob
         labels = torch.where(chosen, x, torch.full_like(x, IGNORE))
         roll = torch.rand(x.shape, generator=g)
-        random_bytes = torch.randint(0, BYTE_VOCAB - 1, x.shape, generator=g)
-        random_bytes += random_bytes >= 1  # never byte 1: the models' padding id
-        x = torch.where(chosen & (roll < 0.8), torch.full_like(x, MASK_ID), x)
+        random_bytes = torch.randint(0, self.mask_id - 1, x.shape, generator=g)
+        random_bytes += random_bytes >= 1  # never id 1: the models' padding id
+        x = torch.where(chosen & (roll < 0.8), torch.full_like(x, self.mask_id), x)
         x = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_bytes, x)
         return x, labels
 
@@ -83,6 +84,12 @@ class ImageData:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    num_labels: int = 10
+
+    def geometry(self) -> dict:
+        """What a ViT needs to take these images, as model-spec keys (``models``)."""
+        _, channels, size, _ = self.train_x.shape
+        return {"image_size": size, "channels": channels, "labels": self.num_labels}
 
     def batch(
         self, split: str, step: int, batch_size: int, seed: int, rank: int = 0

@@ -3,7 +3,9 @@
 A config names the experiment (``name``, ``title``, ``task``), its data (a ``[data]``
 table, see ``sources``) and its presets (``[preset.small]``, ``[preset.large]``...: the
 models, steps, seeds, baselines and ablations). ``run_experiment`` trains the runs that
-``runs.run_specs`` lists, in order, into ``out/{name}/{preset}/{run}.json``. A run is
+``runs.run_specs`` lists, in order, into ``out/{name}/{preset}/{run}.json``. An optional
+``[tokenizer]`` table (``kind``, ``vocab``) trains a subword vocabulary on the training text
+(``tokenize``) and sizes the text models' embeddings to it. A run is
 skipped when its JSON exists with the same ``cache_key`` (so an interrupted experiment
 resumes; a run interrupted half-way resumes from its own checkpoint).
 
@@ -28,15 +30,18 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 import lemonkit
-from lemonkit.harness import loop
+from lemonkit.harness import loop, tokenize
 from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
 from lemonkit.harness.data import ImageData, TextData
-from lemonkit.harness.errors import HarnessError
+from lemonkit.harness.errors import HarnessError, UnavailableMethodError
+from lemonkit.harness.growth import add_noise, tied_count
 from lemonkit.harness.models import TASKS, build_model, expand_kwargs
-from lemonkit.harness.runs import RunSpec, is_lossy, run_specs
+from lemonkit.harness.runs import RunSpec, is_lossy, key_fields, run_specs
 from lemonkit.harness.sources import load_source
 
 log = logging.getLogger(__name__)
+
+DEFAULT_GEOMETRY = {"image_size": 28, "channels": 1, "labels": 10}  # Fashion-MNIST's
 
 
 @dataclass
@@ -50,6 +55,11 @@ class Experiment:
     p: dict  # the preset's values
     out: Path  # this preset's results folder: {results}/{name}/{preset}
     data: dict  # the [data] table: where the data comes from (not part of the cache key)
+    tokenizer: dict | None = None  # the [tokenizer] table: a subword vocabulary (key: yes)
+
+    def specs(self) -> list[RunSpec]:
+        """Every run of this preset, in order (``runs.run_specs`` for its task)."""
+        return run_specs(self.p, self.task)
 
 
 def experiment_from_config(cfg: dict, preset: str, out: Path, where: str = "config") -> Experiment:
@@ -61,14 +71,20 @@ def experiment_from_config(cfg: dict, preset: str, out: Path, where: str = "conf
         raise HarnessError(f"{where}: no [data] table (where the data comes from)")
     if cfg["task"] not in set(TASKS.values()):
         raise HarnessError(f"{where}: unknown task {cfg['task']!r}")
+    p, tokenizer = presets[preset], cfg.get("tokenizer")
+    if tokenizer is not None:  # the text models' embeddings fit the vocabulary
+        tokenize.check(tokenizer, f"{where}: [tokenizer]")
+        vocab = tokenize.model_vocab(tokenizer)
+        p = {**p, "small": {**p["small"], "vocab": vocab}, "large": {**p["large"], "vocab": vocab}}
     return Experiment(
         cfg["name"],
         cfg.get("title", cfg["name"]),
         cfg["task"],
         preset,
-        presets[preset],
+        p,
         Path(out) / cfg["name"] / preset,
         cfg["data"],
+        tokenizer,
     )
 
 
@@ -80,15 +96,32 @@ def load_experiment(path: str | Path, preset: str, out: Path) -> Experiment:
         cfg = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"{path}: not valid TOML ({e})") from e
-    return experiment_from_config(cfg, preset, out, str(path))
+    return experiment_from_config(relative_to(cfg, Path(path).parent), preset, out, str(path))
+
+
+def relative_to(cfg: dict, folder: Path) -> dict:
+    """Relative data roots and tokenizer paths are relative to the config file's folder."""
+    cfg = dict(cfg)
+    for table, key in (("data", "root"), ("tokenizer", "path")):
+        value = cfg.get(table, {}).get(key)
+        if value is not None and not Path(value).is_absolute():
+            cfg[table] = {**cfg[table], key: str(folder / value)}
+    return cfg
 
 
 def load_data(exp: Experiment) -> TextData | ImageData:
-    """The data the experiment's ``[data]`` table names, checked against its task."""
+    """The data the experiment's ``[data]`` table names, checked against its task; other
+    images than Fashion-MNIST's set the models' ``image_size``, ``channels`` and ``labels``
+    (``exp.p``, so the cache key has them)."""
     data = load_source(exp.data)
     if isinstance(data, ImageData) != (exp.task == "image"):
         kind = exp.data.get("kind")
         raise HarnessError(f"{exp.name}: data of kind {kind!r} does not fit task {exp.task!r}")
+    if isinstance(data, ImageData):  # images other than Fashion-MNIST's: the ViTs fit them
+        geometry = {k: v for k, v in data.geometry().items() if v != DEFAULT_GEOMETRY[k]}
+        exp.p = {**exp.p, **{m: {**exp.p[m], **geometry} for m in ("small", "large")}}
+    if exp.tokenizer is not None:
+        return tokenize.encode(data, exp.tokenizer, tokenize.cache_dir(exp.out.parent.parent))
     return data
 
 
@@ -97,10 +130,12 @@ def run_config(
 ) -> loop.RunConfig:
     """The training settings of one run (``target``: the scratch runs' mean final loss)."""
     p = exp.p
-    if spec.init == "small":
-        steps, decay, lr = p["small_steps"], p["small_steps"], p.get("small_lr", p["lr"])
-        min_steps = 0
+    if spec.init == "small":  # a source: steps_ratio x small_steps
+        steps = decay = round(p["small_steps"] * spec.steps_ratio)
+        lr, min_steps = p.get("small_lr", p["lr"]), 0
         min_ratio = p.get("small_min_lr_ratio", p.get("min_lr_ratio", 0.1))
+        if spec.anneal:  # decayed to the floor, as a finished pretraining run would be
+            min_ratio = p.get("min_lr_ratio", 0.1)
     else:
         steps = round(p["steps"] * spec.steps_ratio)
         decay = round(p["steps"] * spec.decay_ratio)
@@ -128,10 +163,10 @@ def run_config(
     )
 
 
-def load_small_model(exp: Experiment) -> torch.nn.Module:
-    """The trained source model of the experiment (its ``small`` run's weights)."""
+def load_small_model(exp: Experiment, source: str = "small") -> torch.nn.Module:
+    """A trained source model of the experiment (its ``source`` run's weights)."""
     model = build_model(exp.p["small"], exp.task, exp.p.get("seq_len", 0), seed=1000)
-    model.load_state_dict(load_file(str(exp.out / "small.safetensors")))
+    model.load_state_dict(load_file(str(exp.out / f"{source}.safetensors")))
     return model
 
 
@@ -142,16 +177,25 @@ def _init_model(exp: Experiment, spec: RunSpec, data) -> tuple[torch.nn.Module, 
         return build_model(exp.p["small"], exp.task, seq, seed=1000), {}
     if spec.init == "scratch":
         return build_model(exp.p["large"], exp.task, seq, seed=spec.seed), {}
-    small = load_small_model(exp)
-    big = lemonkit.expand(
-        small,
-        **expand_kwargs(exp.p["large"]),
-        seed=spec.seed,
-        method=spec.method,
-        depth=spec.depth,
-        allow_lossy=is_lossy(spec),
-    )
-    return big, {"init_rel_error": init_error(small, big, exp, data)}
+    small = load_small_model(exp, spec.source)
+    growth = {"seed": spec.seed, "method": spec.method, "depth": spec.depth, **spec.options}
+    if spec.depth not in lemonkit.DEPTHS or spec.method not in lemonkit.METHODS:
+        raise UnavailableMethodError(f"{spec.name}: this lemonkit has no rule for {growth}")
+    try:
+        big = lemonkit.expand(
+            small, **expand_kwargs(exp.p["large"]), **growth, allow_lossy=is_lossy(spec)
+        )
+    except TypeError as e:  # an option of a newer lemonkit (split, sigma, new_blocks)
+        raise UnavailableMethodError(
+            f"{spec.name}: this lemonkit cannot grow with {growth}: {e}"
+        ) from e
+    if spec.noise_snr is not None:  # HyperCloning-style: equal splits, then noise
+        add_noise(big, spec.noise_snr, seed=spec.seed)
+    facts = {"init_rel_error": init_error(small, big, exp, data), "growth": growth}
+    tied = tied_count(big)
+    if tied is not None:
+        facts["tied_units_start"] = tied
+    return big, facts
 
 
 @torch.no_grad()
@@ -168,7 +212,7 @@ def scratch_target(exp: Experiment) -> float | None:
     """Mean final validation loss of the from-scratch seeds; None until every one of them
     has run with the current settings (a stale scratch run must not set the target)."""
     finals = []
-    for spec in run_specs(exp.p):
+    for spec in exp.specs():
         if spec.group != "reference":  # scratch-s{k}; KI runs also start from scratch
             continue
         f = exp.out / f"{spec.name}.json"
@@ -189,7 +233,9 @@ def cache_key(exp: Experiment, spec: RunSpec, cfg: loop.RunConfig) -> dict:
     config = loop.comparable(cfg)
     if exp.task != "mlm":
         config.pop("mask_prob")
-    key = {"models": {"small": exp.p["small"], "large": exp.p["large"]}, "run": asdict(spec)}
+    key = {"models": {"small": exp.p["small"], "large": exp.p["large"]}, "run": key_fields(spec)}
+    if exp.tokenizer is not None:  # the data the models see (absent: bytes or images)
+        key["tokenizer"] = tokenize.key_of(exp.tokenizer)
     return json.loads(json.dumps({**key, "config": config}))
 
 
@@ -210,8 +256,9 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
     if force:  # start over, not from a leftover checkpoint
         remove_checkpoint(ckpt_dir)
     model, facts = _init_model(exp, spec, data)
-    teacher = load_small_model(exp) if spec.ki else None
-    res = loop.train(model, exp.task, data, cfg, teacher=teacher, ckpt_dir=ckpt_dir)
+    teacher = load_small_model(exp, spec.source) if spec.ki else None
+    probe = _tied_probe if spec.init == "expand" and "tied_units_start" in facts else None
+    res = loop.train(model, exp.task, data, cfg, teacher=teacher, ckpt_dir=ckpt_dir, probe=probe)
     record = {
         "key": key,
         "experiment": exp.name,
@@ -227,6 +274,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         "threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "unigram_nats": unigram_nats(data),
         **facts,
     }
     if rank == 0:
@@ -237,13 +285,29 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
     return record
 
 
+def unigram_nats(data) -> float | None:
+    """The unigram plateau of text data: the entropy of its training tokens (nats); a model
+    that only learned token frequencies sits there. None for images."""
+    if not isinstance(data, TextData):
+        return None
+    counts = torch.bincount(data.train.long()).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def _tied_probe(model: torch.nn.Module) -> dict:
+    """What the first evaluation after the start records besides the loss: tied units."""
+    return {"tied_units": tied_count(model)}
+
+
 def _cached(exp: Experiment, spec: RunSpec, key: dict) -> dict | None:
     """The run's saved record if it is current (same key; for ``small``, its weights too)."""
     path = exp.out / f"{spec.name}.json"
     if not path.exists():
         return None
     # the small model's weights are not committed: a fresh clone trains it again
-    weights_missing = spec.init == "small" and not (exp.out / "small.safetensors").exists()
+    weights = exp.out / f"{spec.name}.safetensors"
+    weights_missing = spec.init == "small" and not weights.exists()
     cached = json.loads(path.read_text())
     if cached.get("key") == key and not weights_missing:
         return cached
@@ -256,9 +320,9 @@ def _save(exp: Experiment, spec: RunSpec, model: torch.nn.Module, record: dict) 
     """Write the run's JSON (and the small model's weights), each atomically."""
     exp.out.mkdir(parents=True, exist_ok=True)
     if spec.init == "small":
-        weights = exp.out / "small.safetensors.tmp"
+        weights = exp.out / f"{spec.name}.safetensors.tmp"
         save_weights(model, weights)
-        weights.replace(exp.out / "small.safetensors")
+        weights.replace(exp.out / f"{spec.name}.safetensors")
     path = exp.out / f"{spec.name}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
@@ -266,14 +330,25 @@ def _save(exp: Experiment, spec: RunSpec, model: torch.nn.Module, record: dict) 
 
 
 def run_experiment(
-    exp: Experiment, only: list[str] | None = None, progress: bool = True, force: bool = False
+    exp: Experiment,
+    only: list[str] | None = None,
+    progress: bool = True,
+    force: bool = False,
+    skip_unavailable: bool = False,
 ) -> list[dict]:
-    """Every run of ``exp`` in dependency order (``only``: a subset by name)."""
+    """Every run of ``exp`` in dependency order (``only``: a subset by name).
+    ``skip_unavailable``: skip, with a warning, runs whose growth method this lemonkit
+    lacks (``UnavailableMethodError``) instead of stopping there."""
     data = load_data(exp)
     records = []
-    for spec in run_specs(exp.p):
+    for spec in exp.specs():
         if only and spec.name not in only:
             continue
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
-        records.append(run_one(exp, spec, data, progress, force=force))
+        try:
+            records.append(run_one(exp, spec, data, progress, force=force))
+        except UnavailableMethodError as e:
+            if not skip_unavailable:
+                raise
+            log.warning("skipped: %s", e)
     return records

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -182,9 +183,11 @@ def train(
     cfg: RunConfig,
     teacher: torch.nn.Module | None = None,
     ckpt_dir: Path | None = None,
+    probe: Callable[[torch.nn.Module], dict] | None = None,
 ) -> RunResult:
     """Train ``model`` in place for ``cfg.steps`` steps; returns the validation history
-    (step, val_loss, lr, cumulative training FLOPs incl. a KI teacher's forward passes)."""
+    (step, val_loss, lr, cumulative training FLOPs incl. a KI teacher's forward passes).
+    ``probe(model)``: more facts for the first evaluation after the start (tied units)."""
     rank, size = world()
     dev = device()
     model.to(dev)
@@ -249,6 +252,8 @@ def train(
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             rec = _record(model, task, data, cfg, dev, step, flops, scheduler)
+            if probe is not None and len(history) == 1:  # the first evaluation interval
+                rec.update(probe(model))
             history.append(rec)
             bar.set_postfix(val=f"{rec['val_loss']:.4f}")
             if cfg.stop_at_target and step >= cfg.min_steps and _confirmed(history, cfg.target):

@@ -26,9 +26,10 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
     d, n, h = spec["hidden"], spec["layers"], spec["heads"]
     ffn = spec.get("intermediate", 4 * d)
     arch = spec["arch"]
+    vocab = spec.get("vocab", TEXT_VOCAB)  # a subword vocabulary's size (``tokenize``); bytes
     if arch == "llama":
         return tf.LlamaConfig(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             hidden_size=d,
             num_hidden_layers=n,
             num_attention_heads=h,
@@ -39,7 +40,7 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
         )
     if arch == "gpt2":
         return tf.GPT2Config(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             n_embd=d,
             n_layer=n,
             n_head=h,
@@ -57,16 +58,16 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
             num_hidden_layers=n,
             num_attention_heads=h,
             intermediate_size=ffn,
-            image_size=28,
+            image_size=spec.get("image_size", 28),  # other images: ``ImageData.geometry``
             patch_size=spec.get("patch", 4),
-            num_channels=1,
-            num_labels=10,
+            num_channels=spec.get("channels", 1),
+            num_labels=spec.get("labels", 10),
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
         )
     if arch == "bert":
         return tf.RobertaPreLayerNormConfig(
-            vocab_size=TEXT_VOCAB,
+            vocab_size=vocab,
             hidden_size=d,
             num_hidden_layers=n,
             num_attention_heads=h,
@@ -113,17 +114,22 @@ def expand_kwargs(spec: dict) -> dict:
     return out
 
 
+# parameter names of input embeddings and positions (no FLOPs per token)
+EMBEDDING_NAMES = (
+    "embed_tokens",
+    "wte",
+    "wpe",
+    "word_embeddings",
+    "position_embeddings",
+    "token_type_embeddings",
+)
+
+
 def non_embedding_params(model: torch.nn.Module) -> int:
     """Parameters that cost FLOPs per token (input embeddings and positions excluded)."""
-    skip = (
-        "embed_tokens",
-        "wte",
-        "wpe",
-        "word_embeddings",
-        "position_embeddings",
-        "token_type_embeddings",
+    return sum(
+        p.numel() for n, p in model.named_parameters() if not any(s in n for s in EMBEDDING_NAMES)
     )
-    return sum(p.numel() for n, p in model.named_parameters() if not any(s in n for s in skip))
 
 
 def matmul_params(model: torch.nn.Module) -> int:

@@ -1,7 +1,9 @@
 r"""A config's ``[data]`` table -> the data an experiment trains on (``load_source``).
 
 A data-source *kind* is a function ``load(root, **options) -> TextData | ImageData``,
-registered under its name with its options' defaults (``source_kind``). A table names
+registered under its name with its options' defaults (``source_kind``). Text is read as
+bytes, each document followed by a blank line (an experiment's ``[tokenizer]`` encodes it
+afterwards, ``tokenize``). A table names
 the ``kind``, its ``root`` (a folder or a file) and the kind's options; two more keys
 apply to every kind:
 
@@ -12,8 +14,18 @@ apply to every kind:
 Kinds:
 
 - ``text_files``: every file matching ``glob`` (default ``**/*.txt``) under ``root``, in
-  sorted path order, as bytes, each followed by a blank line; file k goes to validation
-  when ``k % val_every == 0`` (default 20).
+  sorted path order, one document each; file k goes to validation when
+  ``k % val_every == 0`` (default 20).
+- ``text_file``: one file, its blank-line separated paragraphs the documents; paragraph
+  k goes to validation when ``k % val_every == 0`` (default 20).
+- ``datasets_on_disk``: a ``datasets`` dataset saved with ``save_to_disk`` (needs the
+  ``datasets`` package): the ``column`` (default ``text``) of each row a document; a
+  ``DatasetDict``'s ``train`` and ``validation`` (or ``test``) splits, else row k to
+  validation when ``k % val_every == 0``.
+- ``image_folder``: ``root/<class>/<image>`` (png, jpg...: the classes are the sorted
+  subfolder names), resized to ``image_size`` (default 28) with ``channels`` 1 or 3
+  (default 1), normalised by the training images' mean and std; image k of a class goes
+  to validation when ``k % val_every == 0`` (default 10). Needs Pillow.
 - ``idx_images``: the gzipped IDX files of (Fashion-)MNIST, ``train-*`` and ``t10k-*``;
   pixels scaled to [0, 1], then ``(x - mean) / std`` (defaults: Fashion-MNIST's), the
   first ``val_size`` test images for validation (default: all).
@@ -133,19 +145,63 @@ def _provided_by(spec: dict) -> str:
 
 @source_kind("text_files", glob="**/*.txt", val_every=20)
 def load_text_files(root: Path, glob: str, val_every: int) -> TextData:
-    """Every file matching ``glob`` under ``root``, sorted by path, as one byte stream per
-    split; file k goes to validation when ``k % val_every == 0``."""
+    """Every file matching ``glob`` under ``root``, sorted by path, one document each;
+    file k goes to validation when ``k % val_every == 0``."""
+    if not root.is_dir():
+        raise HarnessError(f"{root} is not a folder (kind text_file reads one file)")
     files = sorted(root.glob(glob))
     if not files:
         raise HarnessError(f"no file under {root} matches {glob!r}")
-    train, val = [], []
-    for k, f in enumerate(files):
-        (val if k % val_every == 0 else train).append(f.read_bytes() + b"\n\n")
+    return _split([f.read_bytes() for f in files], val_every)
+
+
+@source_kind("text_file", val_every=20)
+def load_text_file(root: Path, val_every: int) -> TextData:
+    """One file's blank-line separated paragraphs; paragraph k to validation when
+    ``k % val_every == 0``."""
+    if not root.is_file():
+        raise HarnessError(f"{root} is not a file (kind text_files reads a folder)")
+    paragraphs = [p.strip() for p in root.read_bytes().replace(b"\r\n", b"\n").split(b"\n\n")]
+    return _split([p for p in paragraphs if p], val_every)
+
+
+@source_kind("datasets_on_disk", column="text", val_every=20)
+def load_datasets_on_disk(root: Path, column: str, val_every: int) -> TextData:
+    """A ``datasets`` dataset saved to disk: its ``column`` as documents."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise HarnessError(
+            "kind datasets_on_disk needs the datasets package (pip install datasets)"
+        ) from e
+    loaded = datasets.load_from_disk(str(root))
+    if isinstance(loaded, datasets.DatasetDict):
+        val_split = next((s for s in ("validation", "test") if s in loaded), None)
+        if "train" in loaded and val_split:
+            train, val = (_column(loaded[s], column, root) for s in ("train", val_split))
+            return TextData(_as_bytes(train), _as_bytes(val))
+        loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
+    return _split(_column(loaded, column, root), val_every)
+
+
+def _column(dataset, column: str, root: Path) -> list[bytes]:
+    if column not in dataset.column_names:
+        raise HarnessError(f"{root}: no column {column!r} (has {dataset.column_names})")
+    return [str(text).encode() for text in dataset[column]]
+
+
+def _split(docs: list[bytes], val_every: int) -> TextData:
+    """Document k to validation when ``k % val_every == 0``, else to training."""
+    val = [d for k, d in enumerate(docs) if k % val_every == 0]
+    train = [d for k, d in enumerate(docs) if k % val_every]
+    if not train or not val:
+        raise HarnessError(f"{len(docs)} documents: too few for a training and a validation split")
     return TextData(_as_bytes(train), _as_bytes(val))
 
 
-def _as_bytes(parts: list[bytes]) -> torch.Tensor:
-    return torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
+def _as_bytes(docs: list[bytes]) -> torch.Tensor:
+    """The documents as one byte stream, each followed by a blank line."""
+    return torch.frombuffer(bytearray(b"".join(d + b"\n\n" for d in docs)), dtype=torch.uint8)
 
 
 @source_kind("idx_images", val_size=None, mean=0.286, std=0.353)
@@ -170,3 +226,49 @@ def read_idx(path: Path) -> torch.Tensor:
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@source_kind("image_folder", image_size=28, channels=1, val_every=10)
+def load_image_folder(root: Path, image_size: int, channels: int, val_every: int) -> ImageData:
+    """``root/<class>/<image>``: classes by sorted folder name; every image resized to
+    ``image_size`` square with ``channels`` (1: grey, 3: RGB); image k of each class to
+    validation when ``k % val_every == 0``; normalised by the training mean and std."""
+    if channels not in (1, 3):
+        raise HarnessError(f"[data] image_folder: channels must be 1 or 3, not {channels}")
+    classes = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if len(classes) < 2:
+        raise HarnessError(f"{root} needs a subfolder per class (at least two)")
+    split: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
+    for label, folder in enumerate(classes):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for k, file in enumerate(files):
+            xs, ys = split["val" if k % val_every == 0 else "train"]
+            xs.append(_read_image(file, image_size, channels))
+            ys.append(label)
+    if not split["train"][0] or not split["val"][0]:
+        raise HarnessError(f"{root}: too few images for a training and a validation split")
+    (train_x, train_y), (val_x, val_y) = (
+        (torch.stack(xs), torch.tensor(ys)) for xs, ys in split.values()
+    )
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    norm = (train_x - mean) / std, (val_x - mean) / std
+    return ImageData(norm[0], train_y, norm[1], val_y, num_labels=len(classes))
+
+
+def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
+    """(channels, size, size) floats in [0, 1]."""
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - matplotlib installs Pillow
+        raise HarnessError("kind image_folder needs Pillow (pip install pillow)") from e
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB").resize((size, size))
+            raw = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    except OSError as e:
+        raise HarnessError(f"{path}: not a readable image ({e})") from e
+    return raw.reshape(size, size, channels).permute(2, 0, 1).float() / 255.0

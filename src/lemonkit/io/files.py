@@ -3,7 +3,7 @@ copied from the source, sentence-transformers configs, and the provenance record
 
 Example::
 
-    copy_other_files(Path("small/"), Path("big/"))  # tokenizer, generation config, README...
+    copy_other_files(Path("small/"), Path("big/"))  # tokenizer, generation config...
 """
 
 from __future__ import annotations
@@ -66,12 +66,13 @@ WEIGHT_FOLDERS = ("onnx", "openvino", "coreml", "tflite", "tf_model", "flax_mode
 
 
 def copy_other_files(src: Path, dst: Path) -> None:
-    """Tokenizer, generation config, README...: everything but weights and config.
+    """Tokenizer, generation config...: everything but weights, config and the source's
+    model card (README.md: the output gets its own, :mod:`lemonkit.io.model_card`).
 
     Weights in any format (and folders of exported models) are left out, with a warning:
     they would still have the source's shapes.
     """
-    skip = {"config.json", INDEX_FILE, PROVENANCE_FILE}
+    skip = {"config.json", INDEX_FILE, PROVENANCE_FILE, "README.md"}  # the card is our own
     for item in sorted(src.iterdir()):
         if item.name in skip or item.name.startswith("."):
             continue
@@ -122,11 +123,17 @@ def update_pooling_configs(folder: Path, hidden: int) -> None:
 
 
 def write_provenance(
-    folder: Path, src: Path, plan: ExpansionPlan, report, files: list[str]
+    folder: Path,
+    src: Path,
+    plan: ExpansionPlan,
+    report,
+    files: list[str],
+    extra: dict | None = None,
 ) -> None:
     """``lemonkit.json``: source, plan (every choice), version, files and verification;
     ``chunk_elements``: the engine's chunk size, which enters the random seeds (a chunk's
-    first row), so the record says all that the bytes depend on."""
+    first row), so the record says all that the bytes depend on. ``extra``: more keys
+    (the source's Hub reference, the run's config)."""
     from lemonkit import __version__
     from lemonkit.engine import tensor as engine
 
@@ -138,5 +145,6 @@ def write_provenance(
         "chunk_elements": engine.CHUNK_ELEMENTS,
         "plan": plan.to_json(),
         "verification": report.to_json() if report else None,
+        **(extra or {}),
     }
     (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -31,7 +31,9 @@ from lemonkit.io.files import (
     write_config,
     write_provenance,
 )
+from lemonkit.io.hub import Source, resolve_source
 from lemonkit.io.lock import make_temporary, old_name, output_lock, remove_stale_temporaries
+from lemonkit.io.model_card import write_model_card
 from lemonkit.io.preflight import (
     check_dtypes,
     check_finite,
@@ -60,16 +62,22 @@ class FolderResult:
 
 
 def plan_folder(
-    src: str | Path, *, dtype: torch.dtype | None = None, upcycle: Upcycle | None = None, **growth
+    src: str | Path | Source,
+    *,
+    dtype: torch.dtype | None = None,
+    upcycle: Upcycle | None = None,
+    revision: str | None = None,
+    **growth,
 ) -> tuple[Checkpoint, ExpansionPlan, list[Decision]]:
-    """Open ``src``, make the plan and decide every target tensor (names and shapes
-    checked, no weight read). ``dtype``: the output dtype of floating-point tensors.
-    ``upcycle``: expand the mixture of experts the dense checkpoint upcycles to.
+    """Open ``src`` (a folder or a Hub repo id at ``revision``), make the plan and decide
+    every target tensor (names and shapes checked, no weight read). ``dtype``: the output
+    dtype of floating-point tensors. ``upcycle``: expand the mixture of experts the dense
+    checkpoint upcycles to.
 
     Returns the checkpoint, the plan and every target tensor's decision (a tied head's
     has ``saved=False``: ``transformers`` does not save it).
     """
-    ckpt = Checkpoint.open(src)
+    ckpt = Checkpoint.open(resolve_source(src, revision).path)
     if upcycle is not None:
         ckpt, growth = _upcycled(ckpt, upcycle, growth)
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
@@ -104,34 +112,42 @@ def expand_folder(
     check: bool = True,
     progress: bool = True,
     upcycle: Upcycle | None = None,
+    revision: str | None = None,
+    run_config: dict | None = None,
     **growth,
 ) -> FolderResult:
-    """Expand the model in folder ``src`` into a new folder ``out`` (atomically);
-    ``upcycle``: a dense model becomes the mixture of experts it asks for first."""
-    src, out = Path(src).resolve(), Path(out).resolve()
+    """Expand the model in folder ``src`` (or Hub repo id, at ``revision``) into a new
+    folder ``out`` (atomically); ``upcycle``: a dense model becomes the mixture of experts
+    it asks for first. ``run_config``: the command's options, recorded in lemonkit.json."""
+    source = resolve_source(src, revision)
+    src, out = source.path.resolve(), Path(out).resolve()
     _check_paths(src, out, force)
     check_sentence_transformers(src)
-    ckpt, plan, decisions = plan_folder(src, dtype=dtype, upcycle=upcycle, **growth)
+    ckpt, plan, decisions = plan_folder(source, dtype=dtype, upcycle=upcycle, **growth)
+    n_params = (_count(ckpt.infos().values()), _count((d.dtype, d.shape) for d in decisions))
     decisions = [d for d in decisions if d.saved]
     _check_finite(ckpt, decisions)
     check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
+    record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
     with output_lock(out):
         _check_paths(src, out, force)  # again: a run that held the lock may have written it
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
         try:
-            files, report = _build(
-                src,
-                tmp,
-                ckpt,
-                plan,
-                decisions,
-                dtype,
-                compute_dtype,
-                check,
-                max_shard_size,
-                progress,
-            )
+            files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
+                           max_shard_size, progress)  # fmt: skip
+            write_provenance(tmp, src, plan, None, files, record)
+            report = None
+            if check:
+                report = verify_folders(
+                    src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
+                )
+                if not report.ok and not plan.lossy_reason:
+                    raise LemonkitError(
+                        "verification failed, nothing was written: " + " ".join(str(report).split())
+                    )
+            write_provenance(tmp, src, plan, report, files, record)
+            write_model_card(tmp, source, plan, report, n_params)
             _publish(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -149,8 +165,8 @@ def _check_finite(ckpt, decisions: list[Decision]) -> None:
         check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
 
 
-def _build(src, tmp, ckpt, plan, decisions, dtype, compute_dtype, check, shard, progress):
-    """Write the whole output into ``tmp``: shards, config, files, provenance, verified."""
+def _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress) -> list[str]:
+    """The shards (streamed), the config and the copied files, into ``tmp``."""
     entries = [d.entry for d in decisions]
     tensors = (
         iter_expand_tensor(
@@ -171,18 +187,25 @@ def _build(src, tmp, ckpt, plan, decisions, dtype, compute_dtype, check, shard, 
     copy_other_files(src, tmp)
     if plan.target.hidden_size is not None:
         update_pooling_configs(tmp, plan.target.hidden_size)
-    write_provenance(tmp, src, plan, None, files)
-    report = None
-    if check:
-        report = verify_folders(
-            src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
-        )
-        if not report.ok and not plan.lossy_reason:
-            raise LemonkitError(
-                "verification failed, nothing was written: " + " ".join(str(report).split())
-            )
-    write_provenance(tmp, src, plan, report, files)
-    return files, report
+    return files
+
+
+def _count(infos) -> int:
+    """Parameters (elements) of (dtype, shape) pairs."""
+    total = 0
+    for _, shape in infos:
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+def _replayable(run_config: dict | None, source: Source) -> dict | None:
+    """The run's config with a Hub source pinned to the commit it resolved to."""
+    if run_config is None or not source.commit:
+        return run_config
+    return {**run_config, "revision": source.commit}
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

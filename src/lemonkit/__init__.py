@@ -38,6 +38,7 @@ from lemonkit.tables.format import (
     linear,
 )
 from lemonkit.verification.compare import VerifyReport, verify
+from lemonkit.verification.symmetry import tied_units
 
 __version__ = "0.1.0"
 
@@ -97,6 +98,7 @@ __all__ = [
     "make_plan",
     "supported_model_types",
     "table_for",
+    "tied_units",
     "upcycle",
     "verify",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
 from lemonkit.plan.layers import DEFAULT_GROUP
+from lemonkit.plan.methods import SPLIT_RULES
 from lemonkit.tables.format import ArchTable, Gamma, In, Out, PyramidFields, space_names
 
 
@@ -18,6 +19,11 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     """One line: how a target tensor is made."""
     if d.op == "zero":
         return "zeros (new block: residual branch output starts at 0)"
+    if d.op == "cancel":
+        return (
+            f"cancelling (type-2 new block: paired units read alpha and -alpha, alpha ~ "
+            f"N(0, {plan.sigma:g}^2); the branch adds exactly 0)"
+        )
     if d.op == "identity":
         why = "its source layer has none" if d.spec.stand_in else "Post-LN depth"
         return f"identity norm ({why})"
@@ -32,6 +38,10 @@ def decision_text(plan: ExpansionPlan, d: Decision) -> str:
     if d.expert_copy:
         rank, copies = d.expert_copy
         text += f"; copy {rank + 1} of {copies} of its expert (the copies split its output)"
+    if d.untie:
+        text += f"; new block: replicated units' fan-in + N(0, {d.untie:g}^2) (untied)"
+    if d.paired:
+        text += "; type-2 new block: paired units (if any here) take their leader's entries"
     return text
 
 
@@ -42,7 +52,7 @@ def _axis_text(plan: ExpansionPlan, d: Decision, axis: int, rule) -> str:
         fills = sorted({plan.maps[n].fill for n in names})
         return f"axis{axis} out:{space} (copy, extras {'/'.join(fills)})"
     if isinstance(rule, In):
-        return f"axis{axis} in:{space} ({plan.width_method.split_text}, extras random)"
+        return f"axis{axis} in:{space} ({SPLIT_RULES[plan.split].split_text}, extras random)"
     kind = "gamma*eta" if isinstance(rule, Gamma) else "beta"
     if d.norm_scale != 1.0:
         kind += "/k (tied head)"
@@ -67,6 +77,7 @@ def _size(value) -> str:
 def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
     lines = [
         f"model type {plan.model_type}, method {plan.method}, depth {plan.depth}, seed {plan.seed}",
+        f"split {plan.split}, new blocks {plan.options.new_blocks}, sigma {plan.sigma:g}",
         "sizes: " + sizes_text(plan),
         *(
             f"layer map{'' if name == DEFAULT_GROUP else ' of ' + name} (target <- source): "

@@ -250,7 +250,8 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
         elif rows is not None:
             p.add_argument(flag, choices=list(rows), default=f.default, help=choices_help(rows))
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=help)
+            kind = f.metadata["type"] or type(f.default)
+            p.add_argument(flag, type=kind, default=f.default, help=help)
 
 
 def _int_list(text: str) -> list[int]:

@@ -28,10 +28,11 @@ import math
 
 import torch
 
+from lemonkit.engine.reductions import fixed_mean, fixed_std
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.spaces import SpaceMap
 
-SPLITS = ("lemon", "equal")  # the consumer-axis rules (a width method's ``split``)
+SPLITS = ("lemon", "paper", "equal")  # the consumer-axis rules (``plan.split``)
 
 
 def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
@@ -43,7 +44,7 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     extra = (src < 0).nonzero().flatten()
     if len(extra):
         if space.fill == "avg":
-            fill = t.mean(dim=axis, keepdim=True)
+            fill = fixed_mean(t, axis)
         elif space.fill == "zero":
             fill = torch.zeros_like(t.narrow(axis, 0, 1))
         else:
@@ -61,17 +62,24 @@ def expand_in(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype | None = None,
+    sigma: float = 0.0,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
-    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-0.7,
-    0.7) per element of the other axes, e.g. per row of a weight, v_j ~ U(-0.7, 0.7) per
-    target channel, so every element's fraction differs and lies in (0.5/c, 1.5/c)).
+    ``lemon``: copy j of a column gets ``(1 + u v_j) / c`` of it (c copies; u ~ U(-s, s)
+    per element of the other axes, e.g. per row of a weight, v_j ~ U(-s, s) per target
+    channel, s = ``spread`` (0.7: every element's fraction differs and lies in
+    (0.51/c, 1.49/c); s < 1 keeps every copy exact).
     Every copy but the last is rounded onto the grid of the source element's last bit in
     ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
     which lies on the same grid: the copies sum to the column exactly once stored, even
-    in bfloat16. ``equal``: every copy is W/c (identical; exact sums when c is a power
-    of 2). Extra columns get N(0, std(W)^2): they only ever multiply zeros.
+    in bfloat16. ``paper`` (LEMON C.4): copy j gets ``W/c + Phi_j``, Phi ~ N(0,
+    sigma^2) per element, on the same grid, the last copy the remainder; Phi is clipped
+    where an element is too small to hold it exactly (:func:`_additive_noise`).
+    ``equal``: every copy is W/c (identical; exact sums when c is a power of 2). Extra
+    columns get N(0, std(W)^2): they only ever multiply zeros. Softmax-diluted copies
+    (:func:`_split_diluted`) take ``paper`` as ``lemon``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -80,7 +88,8 @@ def expand_in(
     out = gather(t, axis, space.channel_sources())
     runs = split_runs(space)
     if space.diluted:
-        return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype)
+        split = "lemon" if split == "paper" else split
+        return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype, spread)
     taken = None
     u_shape = list(t.shape)
     u_shape[axis] = 1
@@ -90,17 +99,25 @@ def expand_in(
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            std = float(t.std()) if t.numel() > 1 else 0.0
+            std = fixed_std(t)
             part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
         elif count == 1:
             continue
         elif split == "equal":
             part.mul_(1.0 / count)
+        elif split == "paper" and rank < count - 1:
+            if taken is None:
+                taken = torch.zeros_like(t)
+            noise = _additive_noise(part, count, sigma, gen, storage or t.dtype)
+            piece = snap_to_grid(part / count + noise, part, storage or t.dtype)
+            part.copy_(piece)
+            taken.narrow(axis, first, n).add_(piece)
         elif rank < count - 1:
             if u is None:
-                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+                u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * (2 * spread)
                 taken = torch.zeros_like(t)
-            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            v = torch.rand(n, generator=gen, dtype=t.dtype).sub_(0.5).mul_(2 * spread)
+            v = _along(axis, t.dim(), v)
             share = (u * v).add_(1.0).div_(count)
             piece = snap_to_grid(part * share, part, storage or t.dtype)
             part.copy_(piece)
@@ -118,11 +135,12 @@ def _split_diluted(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Copies that the model weighs 1/count each (a softmax router's copies of an
     expert): they must sum to count x the source, so each is the source plus a deviation,
     the deviations summing to zero. ``lemon``: copy j deviates by ``t u v_j / (count-1)``
-    (u per element, v per copy, both U(-0.7, 0.7)), the last copy by minus the others'
+    (u per element, v per copy, both U(-spread, spread)), the last copy by minus the others'
     sum, every deviation on the grid of the element's last bit in ``storage``. An element
     whose copies would not all stay below the top of its binade (where that grid is no
     longer representable) keeps plain copies, so every stored copy is exact and the
@@ -131,7 +149,7 @@ def _split_diluted(
         return out
     u_shape = list(t.shape)
     u_shape[axis] = 1
-    u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * 1.4
+    u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * (2 * spread)
     taken, bad = torch.zeros_like(t), torch.zeros_like(t, dtype=torch.bool)
     top = 2 * _binade(t).clamp(min=torch.finfo(storage).smallest_normal)
     for start, first, n, rank, count in runs:
@@ -139,7 +157,8 @@ def _split_diluted(
             continue
         src = t.narrow(axis, first, n)
         if rank < count - 1:
-            v = _along(axis, t.dim(), (torch.rand(n, generator=gen, dtype=t.dtype) - 0.5) * 1.4)
+            v = torch.rand(n, generator=gen, dtype=t.dtype).sub_(0.5).mul_(2 * spread)
+            v = _along(axis, t.dim(), v)
             delta = snap_to_grid(src * u * v / (count - 1), src, storage)
             taken.narrow(axis, first, n).add_(delta)
         else:
@@ -152,6 +171,18 @@ def _split_diluted(
             part = out.narrow(axis, start, n)
             part.copy_(torch.where(bad.narrow(axis, first, n), t.narrow(axis, first, n), part))
     return out
+
+
+def _additive_noise(
+    w: torch.Tensor, count: int, sigma: float, gen: torch.Generator, storage: torch.dtype
+) -> torch.Tensor:
+    """N(0, sigma^2) per element of ``w``, clipped so that every copy of the element (W/c
+    plus at most c - 1 such terms) stays below the top of its binade in ``storage``, where
+    the grid of its last bit is exact: small elements get noise up to about |W|."""
+    top = 2 * _binade(w).clamp(min=torch.finfo(storage).smallest_normal)
+    bound = (top - w.abs() / count).clamp(min=0) * (0.9 / (count - 1))
+    noise = torch.randn(w.shape, generator=gen, dtype=w.dtype) * sigma
+    return torch.maximum(torch.minimum(noise, bound), -bound)
 
 
 def _binade(t: torch.Tensor) -> torch.Tensor:
@@ -169,6 +200,8 @@ def expert_piece(
     split: str,
     gen: torch.Generator,
     storage: torch.dtype | None = None,
+    sigma: float = 0.0,
+    spread: float = 0.7,
 ) -> torch.Tensor:
     """Copy ``rank`` of an expert's output tensor ``t`` (down projection, its bias) in a
     target with ``copies`` copies of the expert: the :func:`expand_in` split of ``t``
@@ -186,7 +219,7 @@ def expert_piece(
     if copies == 1:
         return t
     space = SpaceMap("copies", 1, copies, (0,) * copies, diluted=diluted)
-    return expand_in(t.unsqueeze(0), 0, space, split, gen, storage)[rank]
+    return expand_in(t.unsqueeze(0), 0, space, split, gen, storage, sigma, spread)[rank]
 
 
 @functools.lru_cache(maxsize=256)

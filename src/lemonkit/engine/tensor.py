@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from lemonkit.engine.cancel import cancelling, copy_leaders
+from lemonkit.engine.reductions import fixed_mean
 from lemonkit.engine.rules import (
     copy_ranks,
     expand_beta,
@@ -32,7 +34,9 @@ from lemonkit.engine.rules import (
 )
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.errors import CheckpointError
+from lemonkit.plan.cancel import paired_spaces
 from lemonkit.plan.decisions import Decision, decide
+from lemonkit.plan.new_blocks import cancel_axis
 from lemonkit.plan.planner import ExpansionPlan, make_plan
 from lemonkit.tables.format import EXPERTS, Beta, Gamma, In, Out, SpaceRef, space_names
 
@@ -118,17 +122,42 @@ def iter_expand_tensor(
     if d.op == "zero":  # a new block's residual branch output (depth "zero")
         yield torch.zeros(d.shape, dtype=d.dtype)
         return
+    if d.op == "cancel":  # a type-2 new block's branch output (depth "cancel")
+        axis = cancel_axis(plan, d.shape, d.axes)
+        gen = _generator(plan.seed, f"{d.seed_name}#cancel")
+        yield cancelling(d.shape, axis, plan.maps[d.axes[axis].space], plan.sigma, gen, d.dtype)
+        return
     if d.op == "identity":  # a norm that must pass its (normalised) input through: (1, 0)
         fill = torch.ones if isinstance(d.axes[0], Gamma) else torch.zeros
         yield fill(d.shape, dtype=d.dtype)
         return
     compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
     chunks = _iter_width(plan, d, d.seed_name, tensor, compute)
+    if d.paired:
+        yield _pair_units(plan, d, torch.cat(list(chunks)))
+        return
     if donor is None:
         yield from chunks
         return
     donor_chunks = _iter_width(plan, d, d.donor_seed, donor, compute)
     yield from _take_new_units(plan, d, chunks, donor_chunks)
+
+
+def _pair_units(plan: ExpansionPlan, d: Decision, t: torch.Tensor) -> torch.Tensor:
+    """A type-2 new block's tensor: along every axis that writes or normalises a paired
+    space, the partners take their leaders' entries (the whole tensor at once)."""
+    paired = paired_spaces(plan.maps)
+    for axis, rule in enumerate(d.axes):
+        if not isinstance(rule, Out | Gamma | Beta):
+            continue
+        names = space_names(rule.space)
+        sizes = [plan.maps[n].tgt_units * plan.maps[n].unit_size for n in names]
+        parts = [
+            copy_leaders(p, axis, plan.maps[n]) if n in paired else p
+            for p, n in zip(t.split(sizes, dim=axis), names, strict=True)
+        ]
+        t = torch.cat(parts, dim=axis) if len(parts) > 1 else parts[0]
+    return t.contiguous()
 
 
 def _take_new_units(
@@ -189,12 +218,12 @@ def _iter_width(
             block = source.narrow(0, src, n).to(compute)
         elif fill == "avg":
             if mean_row is None:
-                mean_row = source.to(compute).mean(0, keepdim=True)
+                mean_row = fixed_mean(source.to(compute), 0)
             block = mean_row.expand(n, *mean_row.shape[1:]).clone()
         else:
             block = torch.zeros(n, *source.shape[1:], dtype=compute)
         gen = _generator(plan.seed, f"{seed_name}@{start}")
-        yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"))
+        yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"), start)
 
 
 def _fixed_or_producer(plan: ExpansionPlan, rule) -> bool:
@@ -224,12 +253,14 @@ def _iter_experts(
             ranks[j],
             counts[j],
             diluted=space.diluted,
-            split=plan.width_method.split,
+            split=plan.split,
             gen=shared,
             storage=d.dtype,
+            sigma=plan.sigma,
+            spread=plan.options.spread,
         )
         gen = _generator(plan.seed, f"{seed_name}@{j}")
-        yield _expand_block(plan, d, block.unsqueeze(0), gen, 1)
+        yield _expand_block(plan, d, block.unsqueeze(0), gen, 1, row_start=j)
 
 
 def _expert_gen(plan: ExpansionPlan, d: Decision, suffix: str) -> torch.Generator | None:
@@ -248,30 +279,71 @@ def _expand_block(
     gen: torch.Generator,
     from_axis: int,
     expert_gen: torch.Generator | None = None,
+    row_start: int = 0,
 ) -> torch.Tensor:
-    """The decision's factors, its expert copy's share, then consumer axes, producer
-    axes and norms, for the axes from ``from_axis`` on."""
+    """The decision's factors, its expert copy's share, then producer axes, consumer
+    axes and norms, for the axes from ``from_axis`` on (``row_start``: the chunk's first
+    target row), then a new block's replicas untied (``Decision.untie``)."""
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
     if d.embedding_ratio != 1.0:
         t = t * d.embedding_ratio
-    split = plan.width_method.split
+    split = plan.split
     if d.expert_copy:
         rank, copies = d.expert_copy
         diluted = plan.maps[EXPERTS].diluted
         t = expert_piece(
-            t, rank, copies, diluted=diluted, split=split, gen=expert_gen, storage=d.dtype
+            t,
+            rank,
+            copies,
+            diluted=diluted,
+            split=split,
+            gen=expert_gen,
+            storage=d.dtype,
+            sigma=plan.sigma,
+            spread=plan.options.spread,
         )
-    for axis, rule in enumerate(d.axes):
-        if axis >= from_axis and isinstance(rule, In):
-            consumer = lambda t, axis, space: expand_in(t, axis, space, split, gen, d.dtype)  # noqa: E731
-            t = _per_segment(t, axis, rule.space, plan, consumer)
+    # producer axes first: every copy of a unit then draws its own consumer splits
+    # (a weight stored [in, out], GPT-2's Conv1D, would otherwise share them)
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, Out):
             t = _per_segment(t, axis, rule.space, plan, expand_out)
+    for axis, rule in enumerate(d.axes):
+        if axis >= from_axis and isinstance(rule, In):
+            consumer = lambda t, axis, space: expand_in(  # noqa: E731
+                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread
+            )
+            t = _per_segment(t, axis, rule.space, plan, consumer)
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):
         t = _expand_norm(plan, d, t, gen)
+    if d.untie:
+        t = _untie_replicas(plan, d, t, from_axis, row_start)
     return t.to(d.dtype).contiguous()
+
+
+def _untie_replicas(
+    plan: ExpansionPlan, d: Decision, t: torch.Tensor, from_axis: int, row_start: int
+) -> torch.Tensor:
+    """A new block's replicated units (channels of a producer axis whose source unit has
+    several copies) get their own N(0, untie^2) noise on their fan-in, so replicas compute
+    different outputs and get different gradients. Lossless: the block's residual branch
+    ends in a zeroed linear, so nothing it computes reaches the output."""
+    mask = None
+    for axis, rule in enumerate(d.axes):
+        if not isinstance(rule, Out):
+            continue
+        maps = _maps(plan, rule.space)
+        replicated = torch.cat([copy_ranks(m.channel_sources())[1] > 1 for m in maps])
+        if axis < from_axis:  # axis 0 of a chunk of rows
+            replicated = replicated[row_start : row_start + t.shape[0]]
+        shape = [1] * t.dim()
+        shape[axis] = -1
+        along = replicated.view(shape)
+        mask = along if mask is None else mask | along
+    if mask is None or not bool(mask.any()):
+        return t
+    gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
+    return t + torch.randn(t.shape, generator=gen, dtype=t.dtype).mul_(d.untie) * mask
 
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:

@@ -72,7 +72,9 @@ def _copied(d: Decision) -> bool:
     if d.op in ("zero", "identity"):
         return True
     factors = (d.stream_scale, d.embedding_ratio, d.norm_scale)
-    return d.shape == d.source_shape and all(f == 1.0 for f in factors) and not d.donor
+    unchanged = d.op == "expand" and d.shape == d.source_shape and not d.donor
+    untouched = not getattr(d, "untie", 0.0) and not getattr(d, "paired", False)
+    return unchanged and untouched and all(f == 1.0 for f in factors)
 
 
 def check_finite(source: Mapping[str, torch.Tensor], names: Iterable[str]) -> None:

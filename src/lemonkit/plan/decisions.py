@@ -27,11 +27,12 @@ import torch
 from lemonkit.errors import CheckpointError
 from lemonkit.plan.checks import check_names, match_or_raise, source_axes_sizes, space_size
 from lemonkit.plan.layers import DEFAULT_GROUP
+from lemonkit.plan.new_blocks import cancel_axis, next_source, untie_sigma
 from lemonkit.plan.planner import ExpansionPlan
 from lemonkit.plan.spaces import EXPERTS, HIDDEN
 from lemonkit.tables.format import AxisRule, Beta, Gamma, In, Out, Tensor, space_names
 
-Op = Literal["expand", "zero", "identity", "keep"]
+Op = Literal["expand", "zero", "cancel", "identity", "keep"]
 TensorInfo = tuple[torch.dtype, tuple[int, ...]]  # a source tensor's dtype and shape
 
 
@@ -54,7 +55,11 @@ class Decision:
     ``expert_copy``: a per-expert tensor that writes the expert's output, in a target
     with several copies of its expert: (rank, copies); the copies split it with random
     numbers seeded by ``expert_seed``, which they share
-    (:func:`lemonkit.engine.rules.expert_piece`).
+    (:func:`lemonkit.engine.rules.expert_piece`). ``untie``: the standard deviation of
+    the noise a new block's replicated units get on their fan-in (0: none), see
+    :func:`~lemonkit.plan.new_blocks.untie_sigma`. ``paired``: a tensor of a type-2 new
+    block (depth ``cancel``): its paired units' partners take their leaders' entries;
+    the branch's last linear is then ``op="cancel"`` (:mod:`lemonkit.plan.cancel`).
     """
 
     name: str
@@ -76,6 +81,8 @@ class Decision:
     approximate: bool = False
     expert_copy: tuple[int, int] | None = None
     expert_seed: str | None = None
+    untie: float = 0.0
+    paired: bool = False
 
     @property
     def entry(self) -> tuple[str, torch.dtype, tuple[int, ...]]:
@@ -207,12 +214,19 @@ def _decision(
     if not floating:
         return d
     if is_new and spec.branch_out and plan.depth_rule.zero_branch:
-        return replace(d, op="zero")
+        return replace(d, op="cancel" if cancel_axis(plan, d.shape, axes) is not None else "zero")
     if t is not None and plan.depth_rule.zero_branch:  # stacked blocks keep every norm
         d = _post_ln(plan, d, t)
         if d.op == "identity":
             return d
     d = _aki_donor(plan, d, t, tensors, present)
+    if is_new:
+        d = replace(
+            d,
+            source=next_source(plan, spec, d.source, t, tensors),
+            untie=untie_sigma(plan, spec, is_new, d.shape, axes),
+            paired=plan.depth_rule.cancel,
+        )
     scaled = plan.table.embed_scale_sqrt_hidden and _is_embedding(plan, spec)
     return replace(
         d,

@@ -22,7 +22,16 @@ from lemonkit.plan.experts import experts_lossy, experts_record, write_expert_co
 from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup
 from lemonkit.plan.layouts import layout_of
-from lemonkit.plan.methods import DepthRule, WidthMethod, depth_rule, lossy_reason, width
+from lemonkit.plan.methods import (
+    NEW_BLOCK_ROWS,
+    SPLIT_RULES,
+    DepthRule,
+    WidthMethod,
+    depth_rule,
+    lossy_reason,
+    split_rule,
+    width,
+)
 from lemonkit.plan.spaces import HEADS, HIDDEN, SpaceMap
 from lemonkit.plan.targets import FLOAT, Options, Targets, split_growth
 from lemonkit.tables import table_for
@@ -56,6 +65,19 @@ class ExpansionPlan:
     @property
     def depth(self) -> str:
         return self.options.depth
+
+    @property
+    def sigma(self) -> float:
+        """The standard deviation of the paper's free parameters (C.4): ``options.sigma``,
+        else 0.02 for image models (ViT) and 0.002 for language models (BERT)."""
+        if self.options.sigma is not None:
+            return self.options.sigma
+        return 0.02 if self.table.inputs == "pixels" else 0.002
+
+    @property
+    def split(self) -> str:
+        """The consumer-axis split rule: ``options.split``, else the width method's."""
+        return self.options.split or self.width_method.split
 
     @property
     def width_method(self) -> WidthMethod:
@@ -133,9 +155,16 @@ class ExpansionPlan:
             "stream_scale": self.stream_scale,
             "lossy_reason": self.lossy_reason,
             "expected_error_fp64": self.expected_error,
-            "symmetry_breaking": self.width_method.note,
+            "symmetry_breaking": (
+                SPLIT_RULES[self.options.split].note
+                if self.options.split
+                else self.width_method.note
+            ),
             "depth_rule": self.depth_rule.note,
             "options": asdict(self.options),
+            "sigma": self.sigma,
+            "split": self.split,
+            "new_blocks": NEW_BLOCK_ROWS[self.options.new_blocks].summary,
             **({"experts": experts_record(self)} if self.table.experts else {}),
             **({"upcycle": self.upcycle} if self.upcycle else {}),
         }
@@ -190,6 +219,17 @@ def make_plan(
         targets, options = split_growth(growth)
     targets, options = targets or Targets(), options or Options()
     method, depth = width(options.method), depth_rule(options.depth)
+    if options.split is not None:
+        split_rule(options.split)
+    if not 0.0 <= options.spread < 1.0:
+        raise ImpossibleExpansionError(
+            f"spread must be in [0, 1), got {options.spread}: at 1 or more a copy's fraction "
+            "(1 + u v)/c can leave its element's binade, and the split is no longer exact"
+        )
+    if options.new_blocks not in NEW_BLOCK_ROWS:
+        raise ImpossibleExpansionError(
+            f"new_blocks must be one of {tuple(NEW_BLOCK_ROWS)}, got {options.new_blocks!r}"
+        )
     table = _table(config, base_model)
     layout = layout_of(table)
     _check_applies(table, layout, targets, method, depth)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lemonkit.plan.methods import DEPTHS, METHODS
+from lemonkit.plan.methods import DEPTHS, METHODS, NEW_BLOCK_ROWS, SPLIT_RULES
 
 INT = "int"
 INT_LIST = "int list"
@@ -71,9 +71,10 @@ class Targets:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def _option(default: Any, help: str, rows: dict | None = None) -> Any:
-    """An option: its default, its help, and for a named operator the table of choices."""
-    return field(default=default, metadata={"help": help, "rows": rows})
+def _option(default: Any, help: str, rows: dict | None = None, kind: type | None = None) -> Any:
+    """An option: its default, its help, for a named operator the table of choices, and
+    the type of its value where the default (None) does not say it."""
+    return field(default=default, metadata={"help": help, "rows": rows, "type": kind})
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,21 @@ class Options:
         False,
         "more experts (--num-experts): keep the experts per token instead of multiplying "
         "them (less compute, lossy: needs --allow-lossy, error reported)",
+    )
+    new_blocks: str = _option("copy", "where new blocks' free parameters come from", NEW_BLOCK_ROWS)
+    split: str | None = _option(
+        None, "fan-out split of copies (default: the method's)", SPLIT_RULES
+    )
+    sigma: float | None = _option(
+        None,
+        "standard deviation of the paper's free parameters (C.4): new blocks' untying noise; "
+        "default 0.02 for image models, 0.002 for language models",
+        kind=float,
+    )
+    spread: float = _option(
+        0.7,
+        "half-width s of lemonkit's multiplicative split (1 + u v)/c, u, v ~ U(-s, s): "
+        "0 gives equal splits (Net2Net-like), below 1 every copy stays exact",
     )
 
 

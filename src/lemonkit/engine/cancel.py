@@ -1,0 +1,48 @@
+"""Type-2 depth in the engine: a new block's paired units and its cancelling fan-out
+(:mod:`lemonkit.plan.cancel` says which units pair).
+
+Example:
+    >>> import torch
+    >>> from lemonkit.plan.spaces import circular_map
+    >>> t = torch.arange(8.0).view(4, 2)
+    >>> copy_leaders(t, 0, circular_map(2, 4)).tolist()  # units 2 and 3 copy 0 and 1
+    [[0.0, 1.0], [2.0, 3.0], [0.0, 1.0], [2.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lemonkit.plan.cancel import channel_pairs
+from lemonkit.plan.spaces import SpaceMap
+
+
+def copy_leaders(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
+    """Every partner unit along ``axis`` gets its leader's entries (same fan-in)."""
+    leaders, partners = channel_pairs(space)
+    if not len(leaders):
+        return t
+    return t.index_copy(axis, partners, t.index_select(axis, leaders))
+
+
+def cancelling(
+    shape: tuple[int, ...],
+    axis: int,
+    space: SpaceMap,
+    sigma: float,
+    gen: torch.Generator,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """A branch's last linear in a cancelling new block: along the consumer ``axis``,
+    each leader channel reads N(0, sigma^2) weights ``alpha`` (rounded to ``dtype``), its
+    partner ``-alpha`` (exact in any dtype), every other channel zero."""
+    leaders, partners = channel_pairs(space)
+    out = torch.zeros(shape, dtype=dtype)
+    if not len(leaders):
+        return out
+    alpha_shape = list(shape)
+    alpha_shape[axis] = len(leaders)
+    alpha = (torch.randn(alpha_shape, generator=gen, dtype=torch.float64) * sigma).to(dtype)
+    out.index_copy_(axis, leaders, alpha)
+    out.index_copy_(axis, partners, -alpha)
+    return out

@@ -60,10 +60,14 @@ def check_dtypes(decisions: Iterable[Decision], infos: Mapping[str, tuple]) -> N
             if d.dtype.is_floating_point
             else "lemonkit grows integer tensors only by copying them"
         )
+        change = (
+            f"would grow {_shape(d.source_shape)} -> {_shape(d.shape)}"
+            if d.shape != d.source_shape
+            else f"would not be copied unchanged into {d.name!r} (op {d.op})"
+        )
         raise ImpossibleExpansionError(
-            f"tensor {d.source!r} is {_name(source)} and would grow "
-            f"{_shape(d.source_shape)} -> {_shape(d.shape)}; float8 and integer tensors are "
-            f"expanded only where they are copied unchanged (depth): {how}"
+            f"tensor {d.source!r} is {_name(source)} and {change}; float8 and integer "
+            f"tensors are expanded only where they are copied unchanged (depth): {how}"
         )
 
 
@@ -73,8 +77,9 @@ def _copied(d: Decision) -> bool:
         return True
     factors = (d.stream_scale, d.embedding_ratio, d.norm_scale)
     unchanged = d.op == "expand" and d.shape == d.source_shape and not d.donor
-    untouched = not getattr(d, "untie", 0.0) and not getattr(d, "paired", False)
-    return unchanged and untouched and all(f == 1.0 for f in factors)
+    # ``untie`` noise goes only where the function does not read it (free parameters of
+    # a new block): rounding it is harmless; paired (cancel) units must cancel exactly
+    return unchanged and not getattr(d, "paired", False) and all(f == 1.0 for f in factors)
 
 
 def check_finite(source: Mapping[str, torch.Tensor], names: Iterable[str]) -> None:

@@ -76,7 +76,7 @@ def _copied(d: Decision) -> bool:
     if d.op in ("zero", "identity"):
         return True
     factors = (d.stream_scale, d.embedding_ratio, d.norm_scale)
-    unchanged = d.op == "expand" and d.shape == d.source_shape and not d.donor
+    unchanged = d.op in ("expand", "keep") and d.shape == d.source_shape and not d.donor
     # ``untie`` noise goes only where the function does not read it (free parameters of
     # a new block): rounding it is harmless; paired (cancel) units must cancel exactly
     return unchanged and not getattr(d, "paired", False) and all(f == 1.0 for f in factors)

@@ -73,6 +73,26 @@ def test_float8_grows_by_depth_exactly_and_is_refused_in_width(saved, tmp_path, 
     assert record["verification"]["ok"]
 
 
+def test_integer_weights_grow_by_depth_with_zeroed_branches(saved, tmp_path):
+    """Quantised (int8) matrices: copies and zeros are exact in any dtype."""
+    from lemonkit.testing.damage import to_dtype
+
+    src = Path(shutil.copytree(saved["llama"], tmp_path / "i8"))
+    to_dtype(src, torch.int8)
+    out = tmp_path / "out"  # verification needs a model that runs: not an int8 one
+    assert main(["-q", "expand", str(src), str(out), "--num-layers", "4", "--no-verify"]) == 0
+    small, big = load_file(src / "model.safetensors"), load_file(out / "model.safetensors")
+    plan = json.loads((out / "lemonkit.json").read_text())["plan"]
+    assert plan["new_layers"]
+    for t, s in enumerate(plan["layer_map"]):
+        for part in ("mlp.up_proj.weight", "self_attn.o_proj.weight", "mlp.down_proj.weight"):
+            mine, theirs = big[f"model.layers.{t}.{part}"], small[f"model.layers.{s}.{part}"]
+            assert mine.dtype == torch.int8 and theirs.any()
+            branch = part != "mlp.up_proj.weight"  # o_proj and down_proj end a branch
+            new = t in plan["new_layers"]
+            assert torch.equal(mine, torch.zeros_like(theirs) if new and branch else theirs)
+
+
 def test_unknown_dtype_is_named(gpt2, tmp_path, capsys):
     header = {"transformer.wte.weight": {"dtype": "C64", "shape": [4], "data_offsets": [0, 32]}}
     raw = json.dumps(header).encode()

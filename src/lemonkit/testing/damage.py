@@ -84,8 +84,10 @@ def to_dtype(folder: Path, dtype: torch.dtype) -> None:
 
     def edit(t: dict) -> None:
         for name, tensor in t.items():
-            if tensor.dim() == 2:
-                t[name] = tensor.to(dtype) if dtype.is_floating_point else tensor.round().to(dtype)
+            if tensor.dim() == 2 and dtype.is_floating_point:
+                t[name] = tensor.to(dtype)
+            elif tensor.dim() == 2:  # quantised to the integer range, as int8 weights are
+                t[name] = (tensor * 100 / tensor.abs().max()).round().to(dtype)
 
     edit_tensors(folder, edit)
 

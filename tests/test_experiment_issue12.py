@@ -201,6 +201,7 @@ def test_a_method_of_a_newer_lemonkit_starts_or_says_which_run_needs_it(tmp_path
     }
     cfg["preset"]["p"] = {
         "seeds": [0],
+        "seq_len": 16,
         "baselines": ["lemon-paper"],
         "small": small,
         "large": {

@@ -192,9 +192,7 @@ def _init_model(exp: Experiment, spec: RunSpec, data) -> tuple[torch.nn.Module, 
     if spec.noise_snr is not None:  # HyperCloning-style: equal splits, then noise
         add_noise(big, spec.noise_snr, seed=spec.seed)
     facts = {"init_rel_error": init_error(small, big, exp, data), "growth": growth}
-    tied = tied_count(big)
-    if tied is not None:
-        facts["tied_units_start"] = tied
+    facts["tied_units_start"] = tied_count(big)
     return big, facts
 
 

@@ -96,10 +96,7 @@ def add_noise(model: torch.nn.Module, snr: float, seed: int) -> None:
         p.add_((noise * (p.float().var() / snr).sqrt()).to(p.dtype))
 
 
-def tied_count(model: torch.nn.Module) -> int | None:
-    """Rows and columns tied to another one, summed over the model's matrices
-    (``lemonkit.tied_units``), or None where this lemonkit has no such diagnostic."""
-    tied_units = getattr(lemonkit, "tied_units", None)
-    if tied_units is None:
-        return None
-    return sum(v.get("rows", 0) + v.get("cols", 0) for v in tied_units(model).values())
+def tied_count(model: torch.nn.Module) -> int:
+    """Rows and columns exactly tied to another one, summed over the model's matrices
+    (``lemonkit.tied_units``)."""
+    return sum(v["rows"] + v["cols"] for v in lemonkit.tied_units(model).values())

@@ -325,9 +325,6 @@ def _image_tokens(model) -> int:
 def _record(model, task, data, cfg, dev, step, flops, scheduler) -> dict:
     rec = {"step": step, "flops": step * flops, "lr": scheduler.get_last_lr()[0]}
     rec.update(evaluate(model, task, data, cfg, dev))
-    if step in (0, cfg.eval_every):  # symmetry at the start and after the first interval
-        counts = lemonkit.tied_units(model).values()
-        rec["tied_units"] = sum(c["rows"] + c["cols"] for c in counts)
     return rec
 
 

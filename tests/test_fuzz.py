@@ -70,29 +70,41 @@ def targets(draw, family: str) -> list[str]:
     return flags or ["--num-layers", "3"]
 
 
+UPCYCLE = ["--to", "mixtral", "--num-experts", "4", "--experts-per-token", "2"]
+
+
 @st.composite
 def runs(draw):
+    """(family, command and flags, damage kind, damage seed)."""
     family = draw(st.sampled_from(FAMILIES))
     kind = draw(st.sampled_from(KINDS))
-    return family, draw(targets(family)), kind, draw(st.integers(0, 2**32 - 1))
+    command = draw(st.sampled_from(("expand", "expand", "expand", "plan", "upcycle")))
+    flags = draw(targets(family))
+    if command == "upcycle":  # into Mixtral: from LLaMA, else refused in one line
+        flags = [*UPCYCLE, *flags]
+    return family, [command, *flags], kind, draw(st.integers(0, 2**32 - 1))
 
 
-def _check(family: str, flags: list[str], kind: str, seed: int) -> None:
+def _check(family: str, argv: list[str], kind: str, seed: int) -> None:
     with tempfile.TemporaryDirectory(prefix="lemonkit-fuzz-") as work:
         root = Path(work)
         src = Path(shutil.copytree(source(family), root / "src"))
         what = damage_randomly(src, kind, random.Random(seed))
         before, out = snapshot(src), root / "out"
         err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            code = main(["-q", "expand", str(src), str(out), *flags])
+        command, *flags = argv
+        paths = [str(src)] if command == "plan" else [str(src), str(out)]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["-q", command, *paths, *flags])
         err = err.getvalue()
-        context = f"{family} {' '.join(flags)}, damage: {what}: {err}"
+        context = f"{family} {' '.join(argv)}, damage: {what}: {err}"
         lines = [x for x in err.splitlines() if x.strip()]
         assert snapshot(src) == before, context
         assert not [p for p in root.iterdir() if ".lemonkit-" in p.name], context
-        event("verified output" if code == 0 else "refused: " + _gist(lines))
-        if code == 0:
+        event(f"{command}: " + ("ok" if code == 0 else "refused: " + _gist(lines)))
+        if code == 0 and command == "plan":
+            assert not out.exists(), context
+        elif code == 0:
             record = json.loads((out / "lemonkit.json").read_text())
             assert record["verification"]["ok"], context
         else:

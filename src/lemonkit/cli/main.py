@@ -1,7 +1,9 @@
 """``lemonkit`` command line: expand, upcycle, verify, plan, list.
 
-Every lemonkit error becomes one line on stderr and a non-zero exit (2), never a
-traceback; ``--quiet`` silences progress bars and results.
+Every failure becomes one line on stderr and exit status 2, never a traceback
+(``cli/errors.py``: the contract; ``--debug`` shows the traceback of an unexpected one);
+exit 1 means verification found the output not lossless. ``--quiet`` silences progress
+bars and results.
 
 Example::
 
@@ -22,6 +24,13 @@ from dataclasses import fields
 
 import torch
 
+from lemonkit.cli.errors import (
+    EXIT_ERROR,
+    EXIT_NOT_LOSSLESS,
+    OneLineParser,
+    interrupted,
+    report_error,
+)
 from lemonkit.errors import LemonkitError
 from lemonkit.plan.methods import choices_help
 from lemonkit.plan.targets import (
@@ -35,8 +44,7 @@ from lemonkit.plan.targets import (
     Targets,
 )
 
-EXIT_ERROR = 2
-EXIT_NOT_LOSSLESS = 1
+__all__ = ["EXIT_ERROR", "EXIT_NOT_LOSSLESS", "build_parser", "main"]
 DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -52,30 +60,45 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
     try:
+        for path in args.table:
+            from lemonkit.tables.data import register_file
+
+            register_file(path)
         for plugin in args.plugin:
             load_plugin(plugin)
         args = _with_config(parser, args, argv)
         return args.func(args)
-    except LemonkitError as e:
-        print(f"lemonkit: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("lemonkit: interrupted; no output was left behind", file=sys.stderr)
-        return 130
+        return interrupted()
+    except Exception as e:  # the contract: one line, exit 2 (cli/errors.py)
+        if args.debug:
+            raise
+        return report_error(e)
 
 
 def load_plugin(path: str) -> None:
-    """Run a user's file that calls ``lemonkit.register`` (only files named explicitly)."""
+    """Run a user's Python file that calls ``lemonkit.register`` (only files named
+    explicitly): it executes the file. A failure in it is reported as the plugin's."""
     import importlib.util
     from pathlib import Path
 
     file = Path(path)
     if not file.is_file():
         raise LemonkitError(f"plugin {path} does not exist")
+    if file.suffix != ".py":
+        raise LemonkitError(
+            f"plugin {path} is not a Python file (.py); a table as data (JSON or TOML) "
+            "goes to --table"
+        )
     spec = importlib.util.spec_from_file_location(f"lemonkit_plugin_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except LemonkitError:
+        raise
+    except Exception as e:
+        raise LemonkitError(f"plugin {path} failed: {type(e).__name__}: {e}") from e
 
 
 def _terminate(signum, frame) -> None:
@@ -83,14 +106,24 @@ def _terminate(signum, frame) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lemonkit", description="Lossless model expansion (LEMON).")
+    p = OneLineParser(prog="lemonkit", description="Lossless model expansion (LEMON).")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or results")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    p.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="FILE.json",
+        help="a table for your own model as data (JSON or TOML, the table format); "
+        "validated, runs no code",
+    )
     p.add_argument(
         "--plugin",
         action="append",
         default=[],
         metavar="FILE.py",
-        help="a Python file that registers tables for your own models (lemonkit.register)",
+        help="a Python file that registers tables for your own models (lemonkit.register); "
+        "it EXECUTES the file: name only files you trust",
     )
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -51,11 +51,18 @@ def load_runs(folder: Path) -> dict[str, dict]:
 
 def summarise(runs: dict[str, dict]) -> dict:
     """Target, scratch cost and one row per run (saved fractions, hit step, finals)."""
-    scratch = [r for r in runs.values() if r["run"]["group"] == "reference"]
     # LEMON runs start after every scratch seed: until one exists the target may change
     if "small" not in runs or not any(r["run"]["group"] == "headline" for r in runs.values()):
         return {}
-    target = statistics.mean(r["history"][-1]["val_loss"] for r in scratch)
+    models = runs["small"].get("key", {}).get("models")  # another preset's files are stale
+    scratch = [
+        r
+        for r in runs.values()
+        if r["run"]["group"] == "reference" and r.get("key", {}).get("models") == models
+    ]
+    target = _recorded_target(runs) or statistics.mean(
+        r["history"][-1]["val_loss"] for r in scratch
+    )
     scratch_flops = statistics.mean(r["history"][-1]["flops"] for r in scratch)
     small = runs["small"]
     small_flops = small["history"][-1]["flops"]
@@ -87,6 +94,17 @@ def summarise(runs: dict[str, dict]) -> dict:
             if r["run"]["group"] == "source"
         },
     }
+
+
+def _recorded_target(runs: dict[str, dict]) -> float | None:
+    """The target the expanded runs trained toward (their recorded ``config.target``):
+    the current scratch seeds' mean, whatever stale ``scratch-*.json`` lies beside them."""
+    targets = {
+        r["config"]["target"]
+        for r in runs.values()
+        if isinstance(r.get("config"), dict) and r["config"].get("target") is not None
+    }
+    return targets.pop() if len(targets) == 1 else None
 
 
 def _row(name: str, r: dict, runs: dict, target: float, scratch_flops: float, T: int) -> dict:

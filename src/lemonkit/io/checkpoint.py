@@ -41,6 +41,11 @@ DTYPES = {
     "I8": torch.int8,
     "U8": torch.uint8,
     "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "U16": torch.uint16,
+    "U32": torch.uint32,
+    "U64": torch.uint64,
 }
 
 
@@ -129,10 +134,7 @@ def weight_files(folder: Path) -> list[Path]:
     """The safetensors shards of a folder; pickle-only folders are refused."""
     index = folder / INDEX_FILE
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{index} is not a valid shard index ({e})") from e
+        weight_map = read_index(index)
         paths = sorted({folder / f for f in weight_map.values()})
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
@@ -150,6 +152,21 @@ def weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"{folder} has no {SINGLE_FILE} or {INDEX_FILE}")
 
 
+def read_index(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of a shard index (tensor name -> shard file name), checked."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{index} is not a valid shard index ({_one_line(e)})") from e
+    ok = isinstance(weight_map, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and "/" not in v and v not in ("", ".", "..")
+        for k, v in weight_map.items()
+    )
+    if not ok:
+        raise CheckpointError(f"{index} is not a valid shard index (its weight_map)")
+    return weight_map
+
+
 def read_header(path: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
     """Names, dtypes and shapes of one safetensors file, checking it is complete."""
     try:
@@ -157,6 +174,11 @@ def read_header(path: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
             out = {}
             for name in f.keys():  # noqa: SIM118 - safe_open handles are not iterable
                 sl = f.get_slice(name)
+                if sl.get_dtype() not in DTYPES:
+                    raise CheckpointError(
+                        f"{path.name}: tensor {name!r} has dtype {sl.get_dtype()}, which "
+                        f"lemonkit does not read (it reads {', '.join(DTYPES)})"
+                    )
                 out[name] = (DTYPES[sl.get_dtype()], tuple(sl.get_shape()))
             return out
     except SafetensorError as e:
@@ -167,7 +189,7 @@ def _check_index(folder: Path, where: dict[str, Path]) -> None:
     index = folder / INDEX_FILE
     if not index.is_file():
         return
-    weight_map = json.loads(index.read_text())["weight_map"]
+    weight_map = read_index(index)
     for name, file in weight_map.items():
         if name not in where or where[name].name != file:
             raise CheckpointError(f"{INDEX_FILE} says {name!r} is in {file}, but it is not")

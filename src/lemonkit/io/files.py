@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lemonkit.errors import LemonkitError
+from lemonkit.errors import CheckpointError, LemonkitError
 from lemonkit.io.checkpoint import INDEX_FILE, PICKLE_SUFFIXES, SINGLE_FILE
 from lemonkit.plan import ExpansionPlan
 
@@ -29,7 +29,15 @@ PROVENANCE_FORMAT = 2  # 2: sizes named by the Targets fields (hidden_size, ...)
 def read_provenance(folder: Path) -> dict | None:
     """``folder/lemonkit.json`` as a dict, or None if there is none."""
     record = folder / PROVENANCE_FILE
-    return json.loads(record.read_text()) if record.is_file() else None
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{record} is not valid JSON ({e}); was it edited?") from e
+    if not isinstance(data, dict) or not isinstance(data.get("plan"), dict):
+        raise CheckpointError(f"{record} is not a lemonkit record (no plan); was it edited?")
+    return data
 
 
 def write_config(plan: ExpansionPlan, folder: Path, dtype: torch.dtype | None) -> None:
@@ -123,14 +131,18 @@ def write_provenance(
     extra: dict | None = None,
 ) -> None:
     """``lemonkit.json``: source, plan (every choice), version, files and verification;
-    ``extra``: more keys (the source's Hub reference, the run's config)."""
+    ``chunk_elements``: the engine's chunk size, which enters the random seeds (a chunk's
+    first row), so the record says all that the bytes depend on. ``extra``: more keys
+    (the source's Hub reference, the run's config)."""
     from lemonkit import __version__
+    from lemonkit.engine import tensor as engine
 
     record = {
         "format": PROVENANCE_FORMAT,
         "lemonkit_version": __version__,
         "source": str(src),
         "files": files,
+        "chunk_elements": engine.CHUNK_ELEMENTS,
         "plan": plan.to_json(),
         "verification": report.to_json() if report else None,
         **(extra or {}),

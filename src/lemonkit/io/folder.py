@@ -14,10 +14,7 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,7 +32,15 @@ from lemonkit.io.files import (
     write_provenance,
 )
 from lemonkit.io.hub import Source, resolve_source
+from lemonkit.io.lock import make_temporary, old_name, output_lock, remove_stale_temporaries
 from lemonkit.io.model_card import write_model_card
+from lemonkit.io.preflight import (
+    check_dtypes,
+    check_finite,
+    check_free_space,
+    check_target_config,
+    planned_bytes,
+)
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
@@ -78,7 +83,10 @@ def plan_folder(
     plan = make_plan(ckpt.config, base_model=ckpt.is_headless(), **growth)
     if upcycle is not None:
         plan = replace(plan, upcycle=ckpt.record)
-    return ckpt, plan, decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
+    check_target_config(plan)
+    decisions = decide(plan, ckpt.infos(), out_dtype=dtype, for_checkpoint=True)
+    check_dtypes(decisions, ckpt.infos())
+    return ckpt, plan, decisions
 
 
 def _upcycled(ckpt: Checkpoint, upcycle: Upcycle, growth: dict):
@@ -118,50 +126,68 @@ def expand_folder(
     ckpt, plan, decisions = plan_folder(source, dtype=dtype, upcycle=upcycle, **growth)
     n_params = (_count(ckpt.infos().values()), _count((d.dtype, d.shape) for d in decisions))
     decisions = [d for d in decisions if d.saved]
-    entries = [d.entry for d in decisions]
-    _remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        tensors = (
-            iter_expand_tensor(
-                plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
-            )
-            for d in decisions
-        )
-        total = sum(nbytes(e) for e in entries)
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc="expand", disable=not progress
-        ) as bar:
-            done = iter(range(1, len(entries) + 1))
-
-            def advance(n_bytes: int) -> None:  # bytes on the bar, tensors beside it
-                bar.update(n_bytes)
-                bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
-
-            files = write_shards(tmp, plan_shards(entries, max_shard_size), tensors, advance)
-        write_config(plan, tmp, dtype)
-        copy_other_files(src, tmp)
-        if plan.target.hidden_size is not None:
-            update_pooling_configs(tmp, plan.target.hidden_size)
-        record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
-        write_provenance(tmp, src, plan, None, files, record)
-        report = None
-        if check:
-            report = verify_folders(
-                src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
-            )
-            if not report.ok and not plan.lossy_reason:
-                raise LemonkitError(
-                    "verification failed, nothing was written: " + " ".join(str(report).split())
+    _check_finite(ckpt, decisions)
+    check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
+    record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
+    with output_lock(out):
+        _check_paths(src, out, force)  # again: a run that held the lock may have written it
+        remove_stale_temporaries(out)
+        tmp = make_temporary(out)
+        try:
+            files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
+                           max_shard_size, progress)  # fmt: skip
+            write_provenance(tmp, src, plan, None, files, record)
+            report = None
+            if check:
+                report = verify_folders(
+                    src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
                 )
-        write_provenance(tmp, src, plan, report, files, record)
-        write_model_card(tmp, source, plan, report, n_params)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                if not report.ok and not plan.lossy_reason:
+                    raise LemonkitError(
+                        "verification failed, nothing was written: " + " ".join(str(report).split())
+                    )
+            write_provenance(tmp, src, plan, report, files, record)
+            write_model_card(tmp, source, plan, report, n_params)
+            _publish(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return FolderResult(out, plan, files, report)
+
+
+def _check_finite(ckpt, decisions: list[Decision]) -> None:
+    """Non-finite source weights, named; an upcycled source is checked on its dense
+    tensors (each read once, not once per expert copy)."""
+    dense = getattr(ckpt, "dense", None)
+    if dense is not None:
+        check_finite(dense, list(dense))
+    else:
+        check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
+
+
+def _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress) -> list[str]:
+    """The shards (streamed), the config and the copied files, into ``tmp``."""
+    entries = [d.entry for d in decisions]
+    tensors = (
+        iter_expand_tensor(
+            plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
+        )
+        for d in decisions
+    )
+    total = sum(nbytes(e) for e in entries)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="expand", disable=not progress) as bar:
+        done = iter(range(1, len(entries) + 1))
+
+        def advance(n_bytes: int) -> None:  # bytes on the bar, tensors beside it
+            bar.update(n_bytes)
+            bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
+
+        files = write_shards(tmp, plan_shards(entries, shard), tensors, advance)
+    write_config(plan, tmp, dtype)
+    copy_other_files(src, tmp)
+    if plan.target.hidden_size is not None:
+        update_pooling_configs(tmp, plan.target.hidden_size)
+    return files
 
 
 def _count(infos) -> int:
@@ -193,36 +219,11 @@ def _check_paths(src: Path, out: Path, force: bool) -> None:
         raise LemonkitError(f"the parent folder of {out} does not exist")
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Remove temporary folders left by killed runs (their process no longer exists)."""
-    for item in out.parent.glob(f".{out.name}.lemonkit-*"):
-        m = re.match(rf"\.{re.escape(out.name)}\.lemonkit-(?:old-)?(\d+)", item.name)
-        if m and not _alive(int(m.group(1))):
-            log.info("removing %s, left by an interrupted run", item)
-            shutil.rmtree(item, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _publish(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an existing ``out`` (``--force``) is removed only after."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.lemonkit-old-{os.getpid()}")
+        old = old_name(out)
         out.rename(old)
     try:
         tmp.rename(out)

@@ -135,8 +135,9 @@ def _verification(plan: ExpansionPlan, report) -> str:
 
 def _model_class(plan: ExpansionPlan) -> str:
     """The class the target config names (``AutoModel`` when it names none)."""
-    names = getattr(plan.target_config, "architectures", None) or ["AutoModel"]
-    return names[0]
+    names = getattr(plan.target_config, "architectures", None)
+    ok = isinstance(names, list | tuple) and names and isinstance(names[0], str)
+    return names[0] if ok else "AutoModel"  # an edited config.json may hold anything
 
 
 def _training(model_class: str) -> str:

@@ -211,8 +211,9 @@ def _decision(
         is_new=is_new,
         saved=not _is_tied_head(plan, spec),
     )
-    if not floating:
-        return d
+    if not floating:  # integer: kept as it is, or zeros where a new block's branch ends
+        new_branch = is_new and spec.branch_out and plan.depth_rule.zero_branch
+        return replace(d, op="zero") if new_branch else d
     if is_new and spec.branch_out and plan.depth_rule.zero_branch:
         return replace(d, op="cancel" if cancel_axis(plan, d.shape, axes) is not None else "zero")
     if t is not None and plan.depth_rule.zero_branch:  # stacked blocks keep every norm

@@ -14,10 +14,10 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from lemonkit.errors import ImpossibleExpansionError
+from lemonkit.errors import CheckpointError, ImpossibleExpansionError
 from lemonkit.plan.experts import experts_lossy, experts_record, write_expert_config
 from lemonkit.plan.layer_config import remap_layer_config
 from lemonkit.plan.layers import DEFAULT_GROUP, LayerGroup
@@ -33,7 +33,7 @@ from lemonkit.plan.methods import (
     width,
 )
 from lemonkit.plan.spaces import HEADS, HIDDEN, SpaceMap
-from lemonkit.plan.targets import Options, Targets, split_growth
+from lemonkit.plan.targets import FLOAT, Options, Targets, split_growth
 from lemonkit.tables import table_for
 from lemonkit.tables.format import ArchTable
 
@@ -170,6 +170,27 @@ class ExpansionPlan:
         }
 
 
+def _check_source(src: Targets, table: ArchTable) -> None:
+    """The source's sizes, as config.json gives them, are positive whole numbers and
+    its query heads a multiple of its KV heads (an edited config fails here, in one line)."""
+    floats = {f.name for f in fields(Targets) if f.metadata["kind"] == FLOAT}
+    for name, value in src.given().items():
+        if name in floats:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                 for v in values):  # fmt: skip
+            raise CheckpointError(
+                f"config.json of the {table.model_types[0]} source: {name} is {value!r}, "
+                "not a positive whole number"
+            )
+    if src.num_heads and src.num_kv_heads and src.num_heads % src.num_kv_heads:
+        raise CheckpointError(
+            f"config.json of the {table.model_types[0]} source: {src.num_heads} heads are "
+            f"not a multiple of its {src.num_kv_heads} KV heads"
+        )
+
+
 def make_plan(
     config: Any,
     targets: Targets | None = None,
@@ -219,6 +240,7 @@ def make_plan(
             "allow_lossy=True (--allow-lossy) to build them anyway"
         )
     src = layout.source(config, table)
+    _check_source(src, table)
     tgt = layout.target(table, config, src, targets)
     groups = layout.groups(src, tgt, targets, depth)
     maps = layout.spaces(table, config, src, tgt)

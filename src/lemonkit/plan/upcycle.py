@@ -95,7 +95,13 @@ def upcycle_config(config: Any, request: Upcycle, headless: bool = False) -> Any
     values.update({k: list(v) if isinstance(v, tuple) else v for k, v in rule.config})
     moe = table_for(rule.to)
     values["architectures"] = [moe.base_classes[0] if headless else moe.classes[0]]
-    return cls(**_mapped(cls, values))
+    try:
+        return cls(**_mapped(cls, values))
+    except Exception as e:  # the MoE class validates what the dense config let through
+        raise ImpossibleExpansionError(
+            f"the {rule.to} config cannot be built from the source's config.json: "
+            f"{type(e).__name__}: {e}"
+        ) from e
 
 
 def _mapped(cls: type, values: dict) -> dict:

@@ -99,6 +99,7 @@ def model_class(config) -> type:
     table = table_for(config.model_type)
     if table.model_class is not None:
         return table.model_class
-    archs = getattr(config, "architectures", None) or []
-    name = next((a for a in archs if a in table.classes), table.classes[0])
+    archs = getattr(config, "architectures", None)
+    archs = archs if isinstance(archs, list | tuple) else []  # an edited config.json
+    name = next((a for a in archs if isinstance(a, str) and a in table.classes), table.classes[0])
     return getattr(transformers, name)

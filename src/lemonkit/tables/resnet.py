@@ -39,9 +39,9 @@ def _stage(s: int) -> tuple[Tensor, ...]:
     """Tensors of stage ``s``: its first block (input width, shortcut), then the others."""
     stage, mid, prev = f"stage{s}", f"stage{s}_mid", ("stem" if s == 0 else f"stage{s - 1}")
     first, block = f"{_S}{s}.layers.0.", f"{_S}{s}.layers.{{i}}."
-    group = {"group": stage, "optional": True}  # stages beyond the config do not exist
-    return (
-        *_conv_bn(first + "shortcut", stage, prev, **group),
+    group = {"group": stage}  # required where the config has the stage (plan.checks)
+    return (  # the shortcut is an Identity where the widths and strides match
+        *_conv_bn(first + "shortcut", stage, prev, optional=True, **group),
         *_conv_bn(first + "layer.0", mid, prev, **group),  # before the {i} entries: wins
         *_conv_bn(block + "layer.0", mid, stage, **group),
         *_conv_bn(block + "layer.1", mid, mid, **group),

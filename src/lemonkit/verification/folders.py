@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
+from lemonkit.errors import CheckpointError
 from lemonkit.io.checkpoint import Checkpoint
 from lemonkit.io.files import read_provenance
 from lemonkit.io.load import load_model
+from lemonkit.tables import model_class
 from lemonkit.verification.compare import VerifyReport, verify
 
 BLOCKWISE_ABOVE_BYTES = 2 * 10**9  # verify larger pairs block by block
@@ -35,19 +37,43 @@ def verify_folders(
     nothing to the cast)."""
     if "tol_fp64" not in kwargs:
         kwargs["tol_fp64"] = recorded_tolerance(Path(out))
+    source = Checkpoint.open(src)
+    sliceable = _sliceable(source)
     if blockwise is None:
-        source = Checkpoint.open(src)
         total = source.nbytes + Checkpoint.open(out).nbytes
-        blockwise = total > BLOCKWISE_ABOVE_BYTES and not source.table().stages  # one stack
-    if blockwise:
-        from lemonkit.verification.blockwise import verify_blockwise
+        blockwise = total > BLOCKWISE_ABOVE_BYTES and sliceable is None
+    if blockwise and sliceable is not None:
+        raise CheckpointError(f"block-wise verification {sliceable}: verify the whole models")
+    try:
+        if blockwise:
+            from lemonkit.verification.blockwise import verify_blockwise
 
-        return verify_blockwise(src, out, source_dtype=source_dtype, **kwargs)
-    kwargs.pop("progress", None)
-    return verify(load_model(src, source_dtype), load_model(out), **kwargs)
+            return verify_blockwise(src, out, source_dtype=source_dtype, **kwargs)
+        kwargs.pop("progress", None)
+        return verify(load_model(src, source_dtype), load_model(out), **kwargs)
+    except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(  # the model class refuses what config.json says, most often
+            f"the models could not be run to verify them ({type(e).__name__}: {e}); is the "
+            f"source's config.json right? (re-run with --debug for the traceback)"
+        ) from e
+
+
+def _sliceable(source: Checkpoint) -> str | None:
+    """None where block-wise verification can slice the model, else why it cannot."""
+    table = source.table()
+    if table.stages:
+        return f"slices one stack of blocks, and {table.model_types[0]} grows per stage"
+    if not hasattr(model_class(source.config), "from_pretrained"):
+        return "loads slices with from_pretrained, which this user-declared model lacks"
+    return None
 
 
 def recorded_tolerance(out: Path) -> float:
     """The float64 tolerance recorded by ``lemonkit expand`` (1e-12 if none)."""
     record = read_provenance(out)
-    return record["plan"].get("expected_error_fp64", 1e-12) if record else 1e-12
+    tol = record["plan"].get("expected_error_fp64", 1e-12) if record else 1e-12
+    if not isinstance(tol, int | float) or not tol >= 0:
+        raise CheckpointError(f"{out}/lemonkit.json: expected_error_fp64 is {tol!r}, not a number")
+    return float(tol)

@@ -147,8 +147,8 @@ def test_image_folder_kind(tmp_path):
 
 
 def test_datasets_on_disk_kind(tmp_path, monkeypatch):
-    """The loader's logic on a stand-in for ``datasets`` (the package is not installed
-    here): a DatasetDict's train/validation splits, or a Dataset split by val_every."""
+    """The loader's logic on a stand-in for ``datasets`` (also where the package is not
+    installed), and the one-line error when it is missing."""
     calls = []
 
     class Dataset(dict):
@@ -179,3 +179,22 @@ def test_datasets_on_disk_kind(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(HarnessError, match="needs the datasets package"):
         load_source({"kind": "datasets_on_disk", "root": str(tmp_path / "ds")})
+
+
+def test_datasets_on_disk_with_the_real_package(tmp_path):
+    """A real ``datasets`` folder (``save_to_disk``): a DatasetDict's splits, and a plain
+    Dataset split by ``val_every``."""
+    datasets = pytest.importorskip("datasets")
+    rows = {"text": [f"document {k}" for k in range(6)], "id": list(range(6))}
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(rows),
+        validation=datasets.Dataset.from_dict({"text": ["held out"], "id": [9]}),
+    ).save_to_disk(str(tmp_path / "ds_dict"))
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
+    split = load_source({"kind": "datasets_on_disk", "root": str(tmp_path / "ds_dict")})
+    assert bytes(split.val.tolist()) == b"held out\n\n"
+    assert b"document 5" in bytes(split.train.tolist())
+    plain = load_source({"kind": "datasets_on_disk", "root": str(tmp_path / "ds"), "val_every": 3})
+    assert bytes(plain.val.tolist()) == b"document 0\n\ndocument 3\n\n"
+    with pytest.raises(HarnessError, match="no column 'body'"):
+        load_source({"kind": "datasets_on_disk", "root": str(tmp_path / "ds"), "column": "body"})

@@ -64,3 +64,12 @@ def test_spread_zero_is_equal_splits_and_below_one_stays_exact():
     assert lemonkit.verify(small, wide).ok
     with pytest.raises(lemonkit.ImpossibleExpansionError, match="spread must be in"):
         lemonkit.expand(small, hidden_size=128, spread=1.0)
+
+
+@pytest.mark.parametrize("sigma", [float("nan"), float("inf"), -0.01])
+def test_sigma_must_be_a_finite_standard_deviation(sigma):
+    """NaN or infinite sigma used to write NaN weights (inf noise on a new block's fan-in
+    times its zeroed branch, alpha - alpha, clipped NaN in the additive split)."""
+    small = build("llama")
+    with pytest.raises(lemonkit.ImpossibleExpansionError, match="sigma must be"):
+        lemonkit.expand(small, hidden_size=128, num_layers=3, sigma=sigma, split="paper")

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -204,6 +205,11 @@ def make_plan(
         raise ImpossibleExpansionError(
             f"spread must be in [0, 1), got {options.spread}: at 1 or more a copy's fraction "
             "(1 + u v)/c can leave its element's binade, and the split is no longer exact"
+        )
+    if options.sigma is not None and not 0.0 <= options.sigma < math.inf:
+        raise ImpossibleExpansionError(
+            f"sigma must be a finite standard deviation >= 0, got {options.sigma}: NaN or "
+            "infinite noise makes the expanded weights non-finite"
         )
     if options.new_blocks not in NEW_BLOCK_ROWS:
         raise ImpossibleExpansionError(

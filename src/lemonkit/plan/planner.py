@@ -215,6 +215,12 @@ def make_plan(
         raise ImpossibleExpansionError(
             f"new_blocks must be one of {tuple(NEW_BLOCK_ROWS)}, got {options.new_blocks!r}"
         )
+    if options.new_blocks == "next" and not depth.zero_branch:
+        raise ImpossibleExpansionError(
+            f'new_blocks="next" builds zero-output new blocks (LEMON C.4); depth='
+            f"{options.depth!r} does not (a stacked block would take its branch from the "
+            "next layer and its last linears from its own)"
+        )
     table = _table(config, base_model)
     layout = layout_of(table)
     _check_applies(table, layout, targets, method, depth)

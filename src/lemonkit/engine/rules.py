@@ -289,24 +289,32 @@ def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``.
+    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``,
+    exactly for any |values| < 2^(e+1) of either sign.
 
-    The ulp is 2^e * 2^(1 - p), 2^e the power of two of ``reference`` (at least the
-    smallest normal of ``dtype``: subnormals get the dtype's finest grid) and p the
-    significand bits of ``dtype`` (at most those of the compute dtype). ``values / ulp``
-    is exact (a power of two), rounded half to even, and scaled back: exact for any
-    |values| < 2^(e+1) of either sign, and with no extra compute bits (float64 storage)
-    or near the top of the dtype's range. (An add-and-subtract of 1.5 * 2^e * 2^(P - p)
-    misses the grid for negative values below -2^(e-1) when P = p, and overflows for
-    bfloat16 weights of 2^112 and more.)
+    The ulp is 2^e * 2^(1 - p): 2^e the power of two of ``reference`` (at least the
+    smallest normal of ``dtype``: subnormals get the dtype's finest grid), p the
+    significand bits of ``dtype`` (at most those of the compute dtype, P). With two or more
+    spare bits (P - p >= 2: bf16 or float16 in float32, float32 in float64), adding and
+    subtracting c = 1.5 * 2^e * 2^(P - p) rounds there (fast). Without them (float64 in
+    float64) that trick misses the grid for values below -2^(e-1), and c overflows for
+    bfloat16 weights of 2^112 and more: there, ``values / ulp`` (exact, a power of two)
+    is rounded half to even and scaled back.
 
     >>> snap_to_grid(torch.tensor([0.3]), torch.tensor([1.0]), torch.bfloat16).item()
     0.296875
     """
     bits, mask, int_type = _FLOAT_BITS[values.dtype]
-    ulp = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
-    ulp = ulp.clamp(min=torch.finfo(dtype).smallest_normal)
-    ulp.mul_(2.0 ** (1 - min(bits, _significand_bits(dtype))))
+    p = min(bits, _significand_bits(dtype))
+    power = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
+    power.clamp_(min=torch.finfo(dtype).smallest_normal)
+    if bits - p >= 2:
+        scale = 1.5 * 2.0 ** (bits - p)
+        top = float(power.max()) if power.numel() else 0.0
+        if top * scale <= torch.finfo(values.dtype).max:
+            c = power.mul_(scale)
+            return values.add(c).sub_(c)
+    ulp = power.mul_(2.0 ** (1 - p))
     return values.div(ulp).round_().mul_(ulp)
 
 

@@ -93,6 +93,9 @@ def test_plan_and_upcycle_take_config_files(src, tmp_path, capsys):
         ("allow_lossy: 3\n", "allow_lossy must be true or false"),
         ("- 1\n- 2\n", "must be a mapping"),
         ("a: [\n", "not valid YAML"),
+        ("num_layers: 3.0\n", "num_layers: invalid value 3.0"),  # was a traceback
+        ("seed: [1, 2]\n", "seed: invalid value [1, 2]"),  # was taken as a seed
+        ("hidden_size: abc\n", "hidden_size: invalid value"),  # was argparse's usage
     ],
 )
 def test_bad_config_files_are_one_line(src, tmp_path, capsys, text, words):

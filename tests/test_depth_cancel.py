@@ -97,3 +97,14 @@ def test_cancel_is_refused_for_staged_models():
 
     with pytest.raises(lemonkit.ImpossibleExpansionError, match="cancel"):
         lemonkit.expand(resnet(), depths=[2, 2, 2, 2], depth="cancel")
+
+
+@pytest.mark.parametrize("depth", ["zero", "cancel"])
+def test_divisible_width_with_a_tied_head_unties_at_the_second_step(depth):
+    """What README says (found by review): at 64 -> 128 the top source block's stream
+    copies get the same gradient at the first step (final norm and tied head are the same
+    for every copy; a new block passes none back), with either depth rule; not after two."""
+    big = lemonkit.expand(build("gpt2"), hidden_size=128, num_layers=3, depth=depth)
+    first = unexplained_ties(big, train(big, steps=1, optimizer="sgd", lr=1e-2))
+    assert set(first) >= {"transformer.h.1.mlp.c_proj.weight"}
+    assert unexplained_ties(big, train(big, steps=1, optimizer="sgd", lr=1e-2)) == {}

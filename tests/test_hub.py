@@ -15,7 +15,7 @@ import torch
 
 from lemonkit.cli.main import main
 from lemonkit.errors import CheckpointError
-from lemonkit.io.hub import ALLOW_PATTERNS, resolve_source
+from lemonkit.io.hub import ALLOW_PATTERNS, IGNORE_PATTERNS, resolve_source
 from lemonkit.testing.zoo import build
 
 REPO = "tiny-org/tiny-llama"
@@ -131,6 +131,31 @@ def test_only_safe_files_are_asked_for():
     for unsafe in ("pytorch_model.bin", "model.pt", "onnx/model.onnx", "model.gguf"):
         assert unsafe not in kept
     assert "consolidated.safetensors" not in kept  # a duplicate of the weights (Mistral)
+
+
+def test_no_pickle_slips_through_a_broad_allow_pattern():
+    """ "tokenizer*" and "vocab.*" also match pickles: the ignore patterns drop them."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    pickles = ["tokenizer.pkl", "tokenizer.bin", "vocab.bin", "vocab.pickle", "tokenizer.pt"]
+    wanted = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt"]
+    kw = dict(allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
+    assert sorted(filter_repo_objects(pickles + wanted, **kw)) == sorted(wanted)
+
+
+def test_the_download_asks_with_the_ignore_patterns(monkeypatch, tmp_path):
+    from lemonkit.io import hub
+
+    seen = {}
+
+    def fake_download(repo_id, **kw):
+        seen.update(kw)
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.chdir(tmp_path)
+    assert hub.resolve_source("some-org/some-model").path == tmp_path
+    assert seen["ignore_patterns"] == IGNORE_PATTERNS and seen["allow_patterns"] == ALLOW_PATTERNS
 
 
 def test_the_command_honours_hf_home_and_offline_from_the_environment(hub_cache, tmp_path):

@@ -40,3 +40,12 @@ def test_next_is_recorded_and_a_flag(tmp_path, capsys):
     assert main(["plan", str(tmp_path), "--num-layers", "3", "--new-blocks", "next"]) == 0
     with pytest.raises(lemonkit.ImpossibleExpansionError, match="new_blocks must be one of"):
         lemonkit.make_plan(build("gpt2").config, new_blocks="previous")
+
+
+def test_next_is_refused_with_stacked_blocks():
+    """A stacked block has no zero output: "next" took its branch from the next layer
+    and its last linears (o_proj, down_proj) from its own, a block of neither."""
+    with pytest.raises(lemonkit.ImpossibleExpansionError, match="zero-output"):
+        lemonkit.expand(
+            build("llama"), num_layers=4, depth="stack", allow_lossy=True, new_blocks="next"
+        )

@@ -21,10 +21,10 @@ def test_additive_copies_sum_exactly(dtype, copies):
     space = circular_map(32, 32 * copies)
     out = expand_in(w.to(compute), 1, space, "paper", gen, dtype, sigma=0.002).to(dtype)
     pieces = out.split(32, dim=1)
-    total = pieces[0].to(compute)
-    for p in pieces[1:]:
-        total = total + p.to(compute)
-    assert torch.equal(total.to(dtype), w)
+    rest = w.to(compute)  # W - p0 - p1 - ...: exact steps (a running sum may round in f64)
+    for p in pieces:
+        rest = rest - p.to(compute)
+    assert not rest.any()
     assert not torch.equal(pieces[0], pieces[1])
     # additive: the deviation from W/c does not scale with W (most of it is sigma's)
     dev = (pieces[0].double() - w.double() / copies).std()
@@ -64,3 +64,12 @@ def test_spread_zero_is_equal_splits_and_below_one_stays_exact():
     assert lemonkit.verify(small, wide).ok
     with pytest.raises(lemonkit.ImpossibleExpansionError, match="spread must be in"):
         lemonkit.expand(small, hidden_size=128, spread=1.0)
+
+
+@pytest.mark.parametrize("sigma", [float("nan"), float("inf"), -0.01])
+def test_sigma_must_be_a_finite_standard_deviation(sigma):
+    """NaN or infinite sigma used to write NaN weights (inf noise on a new block's fan-in
+    times its zeroed branch, alpha - alpha, clipped NaN in the additive split)."""
+    small = build("llama")
+    with pytest.raises(lemonkit.ImpossibleExpansionError, match="sigma must be"):
+        lemonkit.expand(small, hidden_size=128, num_layers=3, sigma=sigma, split="paper")

@@ -72,14 +72,15 @@ def apply_config(
     if not path:
         return args
     sub = command_parser(parser, args.command)
-    values = read_config(path)
-    check_values(sub, values, path)
+    values = check_values(sub, read_config(path), path)
     sub.set_defaults(**values)
     return parser.parse_args(argv)
 
 
-def check_values(sub: argparse.ArgumentParser, values: dict[str, Any], path: str) -> None:
-    """Unknown keys and values of the wrong kind: one line naming the key."""
+def check_values(sub: argparse.ArgumentParser, values: dict[str, Any], path: str) -> dict[str, Any]:
+    """The values as the flags would give them (argparse does not convert defaults that
+    are not strings: a YAML ``3.0`` or ``[1, 2]`` would reach the planner as it is).
+    Unknown keys and values of the wrong kind: one line naming the key."""
     options = options_of(sub)
     unknown = sorted(set(values) - set(options))
     if unknown:
@@ -97,6 +98,22 @@ def check_values(sub: argparse.ArgumentParser, values: dict[str, Any], path: str
             raise LemonkitError(
                 f"config file {path}: {key} must be one of {', '.join(map(str, action.choices))}"
             )
+    return {k: _typed(options[k], k, v, path) for k, v in values.items()}
+
+
+def _typed(action: argparse.Action, key: str, value: Any, path: str) -> Any:
+    """``value`` through the flag's type, as its text on the command line would go (a
+    list as ``a,b``; a list of one as ``a,``)."""
+    if action.type is None or value is None:
+        return value
+    if isinstance(value, list):
+        text = ",".join(map(str, value)) + ("," if len(value) == 1 else "")
+    else:
+        text = str(value)
+    try:
+        return action.type(text)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+        raise LemonkitError(f"config file {path}: {key}: invalid value {value!r} ({e})") from e
 
 
 def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:

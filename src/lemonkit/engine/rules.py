@@ -74,9 +74,13 @@ def expand_in(
     Every copy but the last is rounded onto the grid of the source element's last bit in
     ``storage`` (default: the dtype of ``t``) and the last copy is the exact remainder,
     which lies on the same grid: the copies sum to the column exactly once stored, even
-    in bfloat16. ``paper`` (LEMON C.4): copy j gets ``W/c + Phi_j``, Phi ~ N(0,
-    sigma^2) per element, on the same grid, the last copy the remainder; Phi is clipped
-    where an element is too small to hold it exactly (:func:`_additive_noise`).
+    in bfloat16. The remainder is the element minus the copies one at a time: every
+    partial remainder is below the top of the element's binade, so each subtraction is
+    exact even where the compute dtype has no extra bits (float64 storage); a running sum
+    of the copies could pass that top and round. ``paper`` (LEMON C.4): copy j gets
+    ``W/c + Phi_j``, Phi ~ N(0, sigma^2) per element, on the same grid, the last copy the
+    remainder; Phi is clipped where an element is too small to hold it exactly
+    (:func:`_additive_noise`).
     ``equal``: every copy is W/c (identical; exact sums when c is a power of 2). Extra
     columns get N(0, std(W)^2): they only ever multiply zeros. Softmax-diluted copies
     (:func:`_split_diluted`) take ``paper`` as ``lemon``.
@@ -90,7 +94,7 @@ def expand_in(
     if space.diluted:
         split = "lemon" if split == "paper" else split
         return _split_diluted(t, out, axis, runs, split, gen, storage or t.dtype, spread)
-    taken = None
+    rest = None  # per source element: what its copies so far leave
     u_shape = list(t.shape)
     u_shape[axis] = 1
     u = None
@@ -106,24 +110,24 @@ def expand_in(
         elif split == "equal":
             part.mul_(1.0 / count)
         elif split == "paper" and rank < count - 1:
-            if taken is None:
-                taken = torch.zeros_like(t)
+            if rest is None:
+                rest = t.clone()
             noise = _additive_noise(part, count, sigma, gen, storage or t.dtype)
             piece = snap_to_grid(part / count + noise, part, storage or t.dtype)
             part.copy_(piece)
-            taken.narrow(axis, first, n).add_(piece)
+            rest.narrow(axis, first, n).sub_(piece)
         elif rank < count - 1:
             if u is None:
                 u = (torch.rand(u_shape, generator=gen, dtype=t.dtype) - 0.5) * (2 * spread)
-                taken = torch.zeros_like(t)
+                rest = t.clone() if rest is None else rest
             v = torch.rand(n, generator=gen, dtype=t.dtype).sub_(0.5).mul_(2 * spread)
             v = _along(axis, t.dim(), v)
             share = (u * v).add_(1.0).div_(count)
             piece = snap_to_grid(part * share, part, storage or t.dtype)
             part.copy_(piece)
-            taken.narrow(axis, first, n).add_(piece)
+            rest.narrow(axis, first, n).sub_(piece)
         else:
-            part.copy_(t.narrow(axis, first, n) - taken.narrow(axis, first, n))
+            part.copy_(rest.narrow(axis, first, n))
     return out
 
 
@@ -285,22 +289,33 @@ def copy_ranks(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def snap_to_grid(values: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``.
+    """Round ``values`` to multiples of the last-bit value (ulp) of ``reference`` in ``dtype``,
+    exactly for any |values| < 2^(e+1) of either sign.
 
-    Uses the add-and-subtract rounding trick with c = 1.5 * 2^e * 2^(P - p), where 2^e is
-    the power of two of ``reference``, P and p the significand bits of the compute dtype
-    and of ``dtype``. Exact for |values| < 2^(e+1); zero and subnormal references are left
-    alone.
+    The ulp is 2^e * 2^(1 - p): 2^e the power of two of ``reference`` (at least the
+    smallest normal of ``dtype``: subnormals get the dtype's finest grid), p the
+    significand bits of ``dtype`` (at most those of the compute dtype, P). With two or more
+    spare bits (P - p >= 2: bf16 or float16 in float32, float32 in float64), adding and
+    subtracting c = 1.5 * 2^e * 2^(P - p) rounds there (fast). Without them (float64 in
+    float64) that trick misses the grid for values below -2^(e-1), and c overflows for
+    bfloat16 weights of 2^112 and more: there, ``values / ulp`` (exact, a power of two)
+    is rounded half to even and scaled back.
 
     >>> snap_to_grid(torch.tensor([0.3]), torch.tensor([1.0]), torch.bfloat16).item()
     0.296875
     """
     bits, mask, int_type = _FLOAT_BITS[values.dtype]
-    shift = bits - min(bits, _significand_bits(dtype))
-    c = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
-    c.clamp_(min=torch.finfo(dtype).smallest_normal)  # subnormals: the dtype's finest grid
-    c.mul_(1.5 * 2.0**shift)
-    return values.add(c).sub_(c)
+    p = min(bits, _significand_bits(dtype))
+    power = torch.bitwise_and(reference.view(int_type), mask).view(values.dtype)  # 2^e
+    power.clamp_(min=torch.finfo(dtype).smallest_normal)
+    if bits - p >= 2:
+        scale = 1.5 * 2.0 ** (bits - p)
+        top = float(power.max()) if power.numel() else 0.0
+        if top * scale <= torch.finfo(values.dtype).max:
+            c = power.mul_(scale)
+            return values.add(c).sub_(c)
+    ulp = power.mul_(2.0 ** (1 - p))
+    return values.div(ulp).round_().mul_(ulp)
 
 
 _FLOAT_BITS = {

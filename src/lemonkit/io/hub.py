@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lemonkit.errors import CheckpointError
+from lemonkit.io.checkpoint import PICKLE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ ALLOW_PATTERNS = [
     "preprocessor_config.json",
     "processor_config.json",
     "README.md",  # read for its license only; never copied to the output
+]
+# never fetched, whatever an allow pattern matches ("tokenizer*" and "vocab.*" also match
+# tokenizer.pkl, vocab.bin ...): pickles and weights in other formats
+IGNORE_PATTERNS = [
+    f"*{suffix}"
+    for suffix in (*PICKLE_SUFFIXES, ".pickle", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
+    + (".onnx", ".onnx_data", ".gguf", ".tflite", ".ot", ".mlmodel")
 ]
 
 
@@ -97,7 +105,11 @@ def _snapshot(repo_id: str, revision: str | None) -> Path:
     log.debug("resolving %s on the Hugging Face Hub (cache: %s)", where, hub.constants.HF_HUB_CACHE)
     try:
         folder = hub.snapshot_download(
-            repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, library_name="lemonkit"
+            repo_id,
+            revision=revision,
+            allow_patterns=ALLOW_PATTERNS,
+            ignore_patterns=IGNORE_PATTERNS,
+            library_name="lemonkit",
         )
     except errors.GatedRepoError as e:
         raise CheckpointError(

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -226,9 +227,20 @@ def make_plan(
             f"spread must be in [0, 1), got {options.spread}: at 1 or more a copy's fraction "
             "(1 + u v)/c can leave its element's binade, and the split is no longer exact"
         )
+    if options.sigma is not None and not 0.0 <= options.sigma < math.inf:
+        raise ImpossibleExpansionError(
+            f"sigma must be a finite standard deviation >= 0, got {options.sigma}: NaN or "
+            "infinite noise makes the expanded weights non-finite"
+        )
     if options.new_blocks not in NEW_BLOCK_ROWS:
         raise ImpossibleExpansionError(
             f"new_blocks must be one of {tuple(NEW_BLOCK_ROWS)}, got {options.new_blocks!r}"
+        )
+    if options.new_blocks == "next" and not depth.zero_branch:
+        raise ImpossibleExpansionError(
+            f'new_blocks="next" builds zero-output new blocks (LEMON C.4); depth='
+            f"{options.depth!r} does not (a stacked block would take its branch from the "
+            "next layer and its last linears from its own)"
         )
     table = _table(config, base_model)
     layout = layout_of(table)

@@ -108,3 +108,17 @@ def test_divisible_width_with_a_tied_head_unties_at_the_second_step(depth):
     first = unexplained_ties(big, train(big, steps=1, optimizer="sgd", lr=1e-2))
     assert set(first) >= {"transformer.h.1.mlp.c_proj.weight"}
     assert unexplained_ties(big, train(big, steps=1, optimizer="sgd", lr=1e-2)) == {}
+
+
+def test_aki_donor_with_cancel_is_refused():
+    """Pairing overwrites the donor's units in a new block, so AKI + cancel would silently
+    be cancel alone: refused with its reason."""
+    with pytest.raises(lemonkit.ImpossibleExpansionError, match="donor"):
+        lemonkit.expand(
+            build("llama"),
+            hidden_size=96,
+            num_layers=4,
+            method="aki",
+            depth="cancel",
+            allow_lossy=True,
+        )

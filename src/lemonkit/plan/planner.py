@@ -242,6 +242,12 @@ def make_plan(
             f"{options.depth!r} does not (a stacked block would take its branch from the "
             "next layer and its last linears from its own)"
         )
+    if method.donor and depth.cancel:
+        raise ImpossibleExpansionError(
+            f'method={method.name!r} with depth="cancel": a type-2 block pairs its units, '
+            "each partner taking its leader's fan-in, which would overwrite the donor rows "
+            "(the combination is cancel without the donor); pick one of the two"
+        )
     table = _table(config, base_model)
     layout = layout_of(table)
     _check_applies(table, layout, targets, method, depth)

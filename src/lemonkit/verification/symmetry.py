@@ -11,7 +11,7 @@ Example:
     >>> import torch
     >>> layer = torch.nn.Linear(2, 3, bias=False)
     >>> with torch.no_grad():
-    ...     layer.weight.copy_(torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
+    ...     _ = layer.weight.copy_(torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
     >>> tied_units(layer)["weight"]
     {'rows': 2, 'cols': 0, 'near_rows': 2, 'near_cols': 0}
 """

@@ -109,17 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(u)
     u.set_defaults(func=cmd_upcycle)
 
-    v = sub.add_parser("verify", help="compare a source and an expanded folder")
-    v.add_argument("src")
+    v = sub.add_parser(
+        "verify",
+        help="re-check an expanded folder against its source (SRC: the one lemonkit.json names)",
+    )
+    v.add_argument("src", nargs="?", help="the source folder (default: lemonkit.json's)")
     v.add_argument("out")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     v.add_argument(
         "--blockwise",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compare block by block with bounded memory (default: when the two "
-        "checkpoints together exceed 2 GB)",
+        help="only compare whole models (--no-blockwise) or block by block (--blockwise), "
+        "without the certificate's parts check",
     )
+    _add_verify_options(v)
     v.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     v.set_defaults(func=cmd_verify)
 
@@ -146,7 +150,25 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         help="arithmetic dtype (default: float64 for float64 sources, else float32)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the verification")
+    _add_verify_options(p)
+    from lemonkit.io.parallel import add_workers_option
+
+    add_workers_option(p)
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    """--verify LEVEL, --max-memory SIZE (lemonkit.verification.certificate)."""
+    p.add_argument(
+        "--verify",
+        choices=["cheap", "full"],
+        default="cheap",
+        help="cheap (default): float32, a few probes through every tensor, whole models "
+        "when they fit --max-memory; full: float64, more probes, block by block above it",
+    )
+    p.add_argument(
+        "--max-memory", default="1GB", help="memory budget of the verification (default 1GB)"
+    )
 
 
 def _add_upcycle(p: argparse.ArgumentParser) -> None:
@@ -220,6 +242,9 @@ def cmd_expand(args, upcycle=None) -> int:
         check=not args.no_verify,
         progress=not args.quiet,
         upcycle=upcycle,
+        verify=args.verify,
+        max_memory=_size(args.max_memory),
+        workers=args.workers,
         **_growth(args),
     )
     _say(args, f"wrote {result.out} ({', '.join(result.files)})")
@@ -244,13 +269,41 @@ def cmd_upcycle(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from lemonkit.verification.folders import verify_folders
+    """Re-check OUT's certificate (or, with --[no-]blockwise, only compare the models)."""
+    src = args.src or _recorded_source(args.out)
+    if args.blockwise is not None:
+        from lemonkit.verification.folders import verify_folders
 
-    report = verify_folders(
-        args.src, args.out, seed=args.seed, blockwise=args.blockwise, progress=not args.quiet
-    )
+        report = verify_folders(
+            src, args.out, seed=args.seed, blockwise=args.blockwise, progress=not args.quiet
+        )
+    else:
+        from lemonkit.verification.certificate import certify
+
+        level, budget = args.verify, _size(args.max_memory)
+        report = certify(src, args.out, level=level, max_memory=budget, seed=args.seed)
     _say(args, str(report))
     return 0 if report.ok else EXIT_NOT_LOSSLESS
+
+
+def _recorded_source(out: str) -> str:
+    from pathlib import Path
+
+    from lemonkit.io.files import read_provenance
+
+    record = read_provenance(Path(out))
+    if record is None:
+        raise LemonkitError(f"{out} has no lemonkit.json: name the source, lemonkit verify SRC OUT")
+    return record["source"]
+
+
+def _size(text: str) -> int:
+    from lemonkit.io.writer import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise LemonkitError(str(e)) from e
 
 
 def cmd_plan(args) -> int:

@@ -79,6 +79,15 @@ class Checkpoint(Mapping[str, torch.Tensor]):
         except SafetensorError as e:
             raise CheckpointError(f"{path.name}: cannot read tensor {name!r} ({e})") from e
 
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (axis 0) of a tensor, reading only those bytes."""
+        path = self._files[name]
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return f.get_slice(name)[start:stop]
+        except SafetensorError as e:
+            raise CheckpointError(f"{path.name}: cannot read tensor {name!r} ({e})") from e
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
 

@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,12 +36,12 @@ from lemonkit.io.files import (
     write_config,
     write_provenance,
 )
+from lemonkit.io.parallel import default_workers, in_order
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.upcycle import Upcycle, upcycle_growth
-from lemonkit.verification.compare import VerifyReport
-from lemonkit.verification.folders import verify_folders
+from lemonkit.verification.certificate import DEFAULT_MAX_MEMORY, Certificate, certify
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class FolderResult:
     out: Path
     plan: ExpansionPlan
     files: list[str]
-    report: VerifyReport | None
+    report: Certificate | None
 
 
 def plan_folder(
@@ -96,10 +98,16 @@ def expand_folder(
     check: bool = True,
     progress: bool = True,
     upcycle: Upcycle | None = None,
+    verify: str = "cheap",
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    workers: int | None = None,
     **growth,
 ) -> FolderResult:
     """Expand the model in folder ``src`` into a new folder ``out`` (atomically);
-    ``upcycle``: a dense model becomes the mixture of experts it asks for first."""
+    ``upcycle``: a dense model becomes the mixture of experts it asks for first.
+    ``verify``: the check's level (``cheap``, ``full``), within ``max_memory`` bytes
+    (:func:`lemonkit.verification.certificate.certify`). ``workers``: tensors expanded
+    at once (default: all cores; :mod:`lemonkit.io.parallel`), the same bytes for any."""
     src, out = Path(src).resolve(), Path(out).resolve()
     _check_paths(src, out, force)
     check_sentence_transformers(src)
@@ -110,12 +118,9 @@ def expand_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.lemonkit-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        tensors = (
-            iter_expand_tensor(
-                plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
-            )
-            for d in decisions
-        )
+        jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
+        sizes = [nbytes(e) for e in entries]
+        tensors = in_order(jobs, sizes, workers or default_workers())
         total = sum(nbytes(e) for e in entries)
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="expand", disable=not progress
@@ -134,9 +139,10 @@ def expand_folder(
         write_provenance(tmp, src, plan, None, files)
         report = None
         if check:
-            report = verify_folders(
-                src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
-            )
+            report = certify(
+                src, tmp, plan=plan, decisions=decisions, source=ckpt, level=verify,
+                max_memory=max_memory, out_dtype=dtype, progress=progress,
+            )  # fmt: skip
             if not report.ok and not plan.lossy_reason:
                 raise LemonkitError(
                     "verification failed, nothing was written: " + " ".join(str(report).split())
@@ -147,6 +153,12 @@ def expand_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FolderResult(out, plan, files, report)
+
+
+def _expand_one(plan: ExpansionPlan, ckpt, d: Decision, compute_dtype) -> Iterator[torch.Tensor]:
+    """One target tensor's chunks (its source read when the job runs)."""
+    donor = ckpt[d.donor] if d.donor else None
+    return iter_expand_tensor(plan, d, ckpt[d.source], donor, compute_dtype)
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

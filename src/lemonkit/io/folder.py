@@ -156,9 +156,10 @@ def expand_folder(
 
 
 def _expand_one(plan: ExpansionPlan, ckpt, d: Decision, compute_dtype) -> Iterator[torch.Tensor]:
-    """One target tensor's chunks (its source read when the job runs)."""
-    donor = ckpt[d.donor] if d.donor else None
-    return iter_expand_tensor(plan, d, ckpt[d.source], donor, compute_dtype)
+    """One target tensor's chunks (its source read as they need it)."""
+    read = ckpt.lazy if isinstance(ckpt, Checkpoint) else ckpt.__getitem__
+    donor = read(d.donor) if d.donor else None
+    return iter_expand_tensor(plan, d, read(d.source), donor, compute_dtype)
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

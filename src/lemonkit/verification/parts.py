@@ -77,11 +77,12 @@ def check_parts(
     """Check every saved decision's stored tensor; returns the JSON-able parts record."""
     tol_scale = 1.0 if not plan.lossy_reason else float("inf")
     parts, failing = [], []
+    stored = target.infos()
     for d in tqdm(decisions, desc="verify parts", disable=not progress):
-        if d.name not in target:
+        if d.name not in stored:
             failing.append({"name": d.name, "error": "missing"})
             continue
-        dtype, shape = target.infos()[d.name]
+        dtype, shape = stored[d.name]
         if (dtype, tuple(shape)) != (d.dtype, d.shape):
             failing.append({"name": d.name, "error": f"stored {dtype} {tuple(shape)}"})
             continue

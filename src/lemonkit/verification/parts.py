@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from lemonkit.engine.runs import consecutive_runs
 from lemonkit.engine.tensor import _per_segment, _row_sources, iter_expand_tensor
 from lemonkit.io.checkpoint import Checkpoint
 from lemonkit.plan import ExpansionPlan
@@ -200,14 +201,23 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
             want = _gather_rows(reduced, rows[a : a + len(t)], fill, mean)
             worst = max(worst, _row_error(got, want))
         return worst
-    if 0 in grown:  # small tensors whose rows grow (biases): whole
-        whole = torch.cat([s for _, s in src_chunks()])
-        want = _per_segment(whole, 0, grown[0].space, plan, _expand_out)
+    # no consumer axis (embeddings, biases, a kept-MLP down projection): rows compared
+    # with the source rows they copy, read run by run, chunk for chunk
+    rows, fill = _axis0_sources(plan, d, grown, tgt_rows)
+    mean = None
+    if fill == "avg" and (rows < 0).any():
+        mean = sum(s.sum(0, keepdim=True) for _, s in src_chunks()) / src_rows
+    worst = 0.0
+    for a, t in tgt_chunks():
+        pieces = []
+        for _, first, n in consecutive_runs(rows[a : a + len(t)].tolist()):
+            if first >= 0:
+                pieces.append(_rows(source, d.source, first, first + n).to(d.dtype).to(c) * factor)
+            else:
+                extra = mean if mean is not None else torch.zeros(1, *d.source_shape[1:], dtype=c)
+                pieces.append(extra.expand(n, *extra.shape[1:]))
+        want = torch.cat(pieces)
         want = _per_segment(want, 1, grown[1].space, plan, _expand_out) if 1 in grown else want
-        return _row_error(torch.cat([t for _, t in tgt_chunks()]).reshape(want.shape), want)
-    worst = 0.0  # rows kept (an embedding): chunk for chunk
-    for (_, s), (_, t) in zip(src_chunks(), tgt_chunks(), strict=True):
-        want = _per_segment(s, 1, grown[1].space, plan, _expand_out) if 1 in grown else s
         worst = max(worst, _row_error(t, want))
     return worst
 

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     _quiet_transformers()
     signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
+    from lemonkit.io.memory import bound_heap
+
+    bound_heap()  # freed chunks go back to the system: peak RSS within --max-memory
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "without the certificate's parts check",
     )
     _add_verify_options(v)
+    from lemonkit.io.parallel import add_workers_option
+
+    add_workers_option(v)
     v.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     v.set_defaults(func=cmd_verify)
 
@@ -281,7 +287,12 @@ def cmd_verify(args) -> int:
         from lemonkit.verification.certificate import certify
 
         level, budget = args.verify, _size(args.max_memory)
-        report = certify(src, args.out, level=level, max_memory=budget, seed=args.seed)
+        from lemonkit.io.parallel import default_workers
+
+        workers = args.workers or default_workers()
+        report = certify(
+            src, args.out, level=level, max_memory=budget, seed=args.seed, workers=workers
+        )
     _say(args, str(report))
     return 0 if report.ok else EXIT_NOT_LOSSLESS
 

@@ -142,6 +142,7 @@ def expand_folder(
             report = certify(
                 src, tmp, plan=plan, decisions=decisions, source=ckpt, level=verify,
                 max_memory=max_memory, out_dtype=dtype, progress=progress,
+                workers=workers or default_workers(),
             )  # fmt: skip
             if not report.ok and not plan.lossy_reason:
                 raise LemonkitError(

@@ -124,9 +124,11 @@ def certify(
     out_dtype: torch.dtype | None = None,
     seed: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ) -> Certificate:
     """Check ``out`` against ``src``; ``plan``/``decisions``/``source`` as expand made
-    them (else re-made from ``out``'s ``lemonkit.json``). ``out_dtype``: ``--dtype``."""
+    them (else re-made from ``out``'s ``lemonkit.json``). ``out_dtype``: ``--dtype``.
+    ``workers``: tensors checked at once (the budget is shared)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
     start = time.perf_counter()
@@ -143,7 +145,7 @@ def certify(
         saved = [d for d in decisions if d.saved]
         parts = check_parts(
             source, target, plan, saved, level=LEVELS[level], chunk_bytes=chunk,
-            seed=seed, progress=progress,
+            seed=seed, progress=progress, workers=workers,
         )  # fmt: skip
     tol = plan.expected_error if plan is not None else _recorded_tolerance(out)
     report, kind = _end_to_end(src, out, level, max_memory, tol, out_dtype, seed, progress)

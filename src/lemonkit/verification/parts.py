@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -74,26 +75,37 @@ def check_parts(
     chunk_bytes: int = 32 * 2**20,
     seed: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ) -> dict:
-    """Check every saved decision's stored tensor; returns the JSON-able parts record."""
+    """Check every saved decision's stored tensor; returns the JSON-able parts record.
+    ``workers`` tensors are checked at once, sharing ``chunk_bytes``."""
     tol_scale = 1.0 if not plan.lossy_reason else float("inf")
-    parts, failing = [], []
     stored = target.infos()
-    for d in tqdm(decisions, desc="verify parts", disable=not progress):
+
+    def one(d: Decision) -> tuple[Decision, str | None, float | str]:
         if d.name not in stored:
-            failing.append({"name": d.name, "error": "missing"})
-            continue
+            return d, None, "missing"
         dtype, shape = stored[d.name]
         if (dtype, tuple(shape)) != (d.dtype, d.shape):
-            failing.append({"name": d.name, "error": f"stored {dtype} {tuple(shape)}"})
-            continue
+            return d, None, f"stored {dtype} {tuple(shape)}"
         how = "probe" if probe_kind(plan, d) else "recompute"
         check = _probe if how == "probe" else _recompute
-        err = check(source, target, plan, d, level, _rows_per_chunk(d, chunk_bytes), seed)
-        tol = tolerance(plan, d, level) * tol_scale
-        parts.append((d.name, how, err, tol))
-        if not err <= tol:
-            failing.append({"name": d.name, "check": how, "error": err, "tolerance": tol})
+        return d, how, check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
+
+    chunk = max(2**20, chunk_bytes // max(1, workers))  # the budget shared by the workers
+    parts, failing = [], []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(one, decisions)
+        for d, how, err in tqdm(
+            results, total=len(decisions), desc="verify parts", disable=not progress
+        ):
+            if how is None:
+                failing.append({"name": d.name, "error": err})
+                continue
+            tol = tolerance(plan, d, level) * tol_scale
+            parts.append((d.name, how, err, tol))
+            if not err <= tol:
+                failing.append({"name": d.name, "check": how, "error": err, "tolerance": tol})
     worst = max(parts, key=lambda p: p[2] / p[3] if p[3] else p[2], default=None)
     return {
         "ok": not failing,

@@ -48,9 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     _quiet_transformers()
     signal.signal(signal.SIGTERM, _terminate)  # clean up like Ctrl-C on `kill`
-    from lemonkit.io.memory import bound_heap
-
-    bound_heap()  # freed chunks go back to the system: peak RSS within --max-memory
     try:
         for plugin in args.plugin:
             load_plugin(plugin)

@@ -36,6 +36,7 @@ from lemonkit.io.files import (
     write_config,
     write_provenance,
 )
+from lemonkit.io.memory import release_freed
 from lemonkit.io.parallel import default_workers, in_order
 from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
@@ -160,7 +161,8 @@ def _expand_one(plan: ExpansionPlan, ckpt, d: Decision, compute_dtype) -> Iterat
     """One target tensor's chunks (its source read as they need it)."""
     read = ckpt.lazy if isinstance(ckpt, Checkpoint) else ckpt.__getitem__
     donor = read(d.donor) if d.donor else None
-    return iter_expand_tensor(plan, d, read(d.source), donor, compute_dtype)
+    yield from iter_expand_tensor(plan, d, read(d.source), donor, compute_dtype)
+    release_freed()  # its chunks' heap pages back to the system: RSS stays bounded
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.engine.tensor import _per_segment, _row_sources, iter_expand_tensor
 from lemonkit.io.checkpoint import Checkpoint
+from lemonkit.io.memory import release_freed
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
 from lemonkit.tables.format import Beta, Gamma, In, Out, space_names
@@ -90,7 +91,9 @@ def check_parts(
             return d, None, f"stored {dtype} {tuple(shape)}"
         how = "probe" if probe_kind(plan, d) else "recompute"
         check = _probe if how == "probe" else _recompute
-        return d, how, check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
+        err = check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
+        release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
+        return d, how, err
 
     chunk = max(2**20, chunk_bytes // max(1, workers))  # the budget shared by the workers
     parts, failing = [], []

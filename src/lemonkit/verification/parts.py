@@ -195,6 +195,7 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
     def tgt_chunks() -> Iterator[tuple[int, torch.Tensor]]:
         for a in range(0, tgt_rows, per):
             yield a, _rows(target, d.name, a, min(a + per, tgt_rows)).to(c)
+            release_freed()  # threads' arenas keep freed chunks otherwise (measured)
 
     if ins == [0]:  # a [in, out] matrix (GPT-2's Conv1D): accumulate over input rows
         p_s = _probes(d, d.source_shape[0], level, seed)

@@ -191,6 +191,7 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
         for a in range(0, src_rows, per):
             rows = _rows(source, d.source, a, min(a + per, src_rows))
             yield a, rows.to(d.dtype).to(c) * factor
+            release_freed()
 
     def tgt_chunks() -> Iterator[tuple[int, torch.Tensor]]:
         for a in range(0, tgt_rows, per):
@@ -235,6 +236,8 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
         want = torch.cat(pieces)
         want = _per_segment(want, 1, grown[1].space, plan, _expand_out) if 1 in grown else want
         worst = max(worst, _row_error(t, want))
+        del pieces, want
+        release_freed()
     return worst
 
 

@@ -1,71 +1,66 @@
-"""Expansion throughput and peak memory against plain safetensors I/O, in one run.
+"""The default command as users run it, against plain I/O and mergekit, in one run.
 
-Generates (once, cached outside the repo) a synthetic LLaMA checkpoint in bf16 with the
-shapes of TinyLlama-1.1B (hidden 2048, 22 layers, 32 heads, 4 KV heads, MLP 5632, vocab
-32000, untied head: 1.1B parameters), sharded at 1 GB. Then, each in a fresh process:
+A random bf16 LLaMA checkpoint of 1.07B parameters (hidden 2048, 20 layers, 16 heads,
+8 KV heads, MLP 5632, vocab 32000, untied head) in 1 GB shards is generated once under
+``~/.cache/lemonkit-bench`` (outside the repository). Each measurement is a fresh
+process reporting its wall time and peak RSS, with the load average before it (the
+machine may be shared: compare ratios within one run only). Runs alternate, ``--repeat``
+times each, so none profits alone from a warm page cache; the JSON keeps every run.
 
-- baseline: read every source tensor with ``safe_open`` and write the same number of
-  output bytes, in the same shard layout, with ``safetensors.torch.save_file``;
-- ``lemonkit expand`` for each target (--no-verify: the expansion alone);
-- ``lemonkit verify --blockwise`` on the first target (its memory is documented).
+- width + depth (2048 -> 3072 hidden, 16 -> 24 heads, 8 -> 12 KV heads, MLP 5632 -> 8448,
+  20 -> 30 layers): ``lemonkit expand`` with its defaults (verification included),
+  ``--no-verify``, and plain I/O: ``safe_open`` reads every source tensor, then
+  ``save_file`` writes the output's bytes in the output's shard layout;
+- depth only (20 -> 30 layers): ``lemonkit expand`` (default and ``--no-verify``) against
+  mergekit 0.1.5's ``passthrough`` with the same layer map (``--out-shard-size 500M``),
+  installed by this script into its own virtual environment
+  (``~/.cache/lemonkit-bench/venv-mergekit``, never inside the repository) that reuses
+  this interpreter's torch (pinned: the same version, not downloaded again).
 
-Baseline and expansion alternate ``--repeat`` times (default 2) and the fastest of each
-is kept, so neither profits from a warmer page cache. It prints wall time and peak RSS
-of each and the ratio, and writes them as JSON.
-
-    python benchmarks/expand_throughput.py [--cache DIR] [--json results.json] [--repeat N]
+    python benchmarks/expand_throughput.py [--repeat 2] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
+import sysconfig
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    CACHE,
+    LEMONKIT,
+    folder_gb,
+    load,
+    make_llama,
+    run_child,
+    shard_layout,
+)
+
 SOURCE = dict(
     hidden_size=2048,
-    num_hidden_layers=22,
-    num_attention_heads=32,
-    num_key_value_heads=4,
+    num_hidden_layers=20,
+    num_attention_heads=16,
+    num_key_value_heads=8,
     intermediate_size=5632,
     vocab_size=32000,
     tie_word_embeddings=False,
 )
-TARGETS = {
-    "indivisible width + depth (2048->3072, 22->33 layers)": [
-        "--hidden-size",
-        "3072",
-        "--num-layers",
-        "33",
-    ],
-    "2x width (2048->4096)": ["--hidden-size", "4096"],
-}
+WIDTH_DEPTH = ["--hidden-size", "3072", "--num-heads", "24", "--num-kv-heads", "12"]
+WIDTH_DEPTH += ["--intermediate-size", "8448", "--num-layers", "30"]
+DEPTH = ["--num-layers", "30"]
 SHARD = "1GB"
+MERGEKIT = "mergekit==0.1.5"
+VENV = CACHE / "venv-mergekit"
 
-# Runs in a child process: executes the given code, then reports its own peak RSS.
-CHILD = """
-import json, resource, sys, time
-start = time.perf_counter()
-exec(sys.argv[1])
-print(json.dumps({"wall_s": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-EXPAND = """
-from lemonkit.cli.main import main
-rc = main(sys.argv[2:])
-assert rc == 0, rc
-"""
-
-BASELINE = """
+PLAIN_IO = """
 import json
 from pathlib import Path
 import torch
@@ -82,128 +77,129 @@ for file, tensors in layout.items():
     save_file(zeros, str(out / file))
 """
 
+MERGEKIT_RUN = """
+from mergekit.scripts.run_yaml import main
+main(sys.argv[2:], standalone_mode=False)
+"""
 
-def run_child(code: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, code, *args], capture_output=True, text=True, env=env
+
+def ensure_mergekit() -> str:
+    """mergekit in its own venv outside the repository, seeing this torch; its python."""
+    python = VENV / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        (Path(site) / "lemonkit-torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    constraints = VENV / "constraints.txt"
+    constraints.write_text(f"torch=={torch.__version__.split('+')[0]}\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", MERGEKIT, "-c", str(constraints)], check=True
     )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return str(python)
 
 
-def make_source(folder: Path) -> None:
-    """A random bf16 LLaMA checkpoint, written tensor by tensor (bounded memory)."""
-    from transformers import LlamaConfig
-
-    from lemonkit.io.writer import parse_size, plan_shards, write_shards
-
-    if (folder / "config.json").is_file():
-        return
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    config = LlamaConfig(**SOURCE, dtype="bfloat16", architectures=["LlamaForCausalLM"])
-    with torch.device("meta"):
-        from transformers import LlamaForCausalLM
-
-        shapes = {n: tuple(p.shape) for n, p in LlamaForCausalLM(config).state_dict().items()}
-    entries = [(n, torch.bfloat16, s) for n, s in shapes.items()]
-    gen = torch.Generator().manual_seed(0)
-
-    def tensors():
-        for name, _, shape in entries:
-            if "norm" in name:
-                yield (1 + 0.1 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
-            else:
-                yield (0.02 * torch.randn(shape, generator=gen)).to(torch.bfloat16)
-
-    write_shards(tmp, plan_shards(entries, parse_size(SHARD)), tensors())
-    config.save_pretrained(tmp)
-    tmp.rename(folder)
-
-
-def shard_layout(folder: Path) -> dict:
+def passthrough_config(src: Path, num_layers: int) -> str:
+    """mergekit's passthrough slices for lemonkit's depth-only layer map."""
     from lemonkit.io.checkpoint import Checkpoint
+    from lemonkit.plan import make_plan
 
-    ckpt = Checkpoint.open(folder)
-    layout: dict = {}
-    for name in ckpt:
-        layout.setdefault(ckpt._files[name].name, {})[name] = list(ckpt.shape(name))
-    return layout
+    layer_map = make_plan(Checkpoint.open(src).config, num_layers=num_layers).layer_map
+    slices, start = [], 0
+    for i in range(1, len(layer_map) + 1):
+        if i == len(layer_map) or layer_map[i] != layer_map[i - 1] + 1:
+            slices.append((layer_map[start], layer_map[i - 1] + 1))
+            start = i
+    lines = ["slices:"]
+    for a, b in slices:
+        lines += ["  - sources:", f"      - model: {src}", f"        layer_range: [{a}, {b}]"]
+    return "\n".join([*lines, "merge_method: passthrough", "dtype: bfloat16", ""])
+
+
+def expand(src: Path, out: Path, grow: list[str], *flags: str) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = ["-q", "expand", str(src), str(out), *grow, "--max-shard-size", SHARD, *flags]
+    return {"command": "lemonkit " + " ".join(cmd), **run_child(LEMONKIT, *cmd)}
+
+
+def summary(runs: list[dict]) -> dict:
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "best_s": min(walls),
+        "spread_s": [min(walls), max(walls)],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "runs": runs,
+    }
+
+
+def width_depth(src: Path, work: Path, repeat: int) -> dict:
+    out, plain, layout = work / "out", work / "plain", work / "layout.json"
+    runs: dict[str, list] = {"default": [], "no_verify": [], "plain_io": []}
+    for _ in range(repeat):
+        runs["default"].append(expand(src, out, WIDTH_DEPTH))
+        layout.write_text(json.dumps(shard_layout(out)))
+        output_gb = folder_gb(out)
+        runs["no_verify"].append(expand(src, out, WIDTH_DEPTH, "--no-verify"))
+        shutil.rmtree(out)
+        plain.mkdir(exist_ok=True)
+        runs["plain_io"].append(run_child(PLAIN_IO, str(src), str(plain), str(layout)))
+        shutil.rmtree(plain)
+    row = {k: summary(v) for k, v in runs.items()}
+    base = row["plain_io"]["best_s"]
+    return {
+        "grow": WIDTH_DEPTH,
+        "output_gb": output_gb,
+        **row,
+        "ratio_default": row["default"]["best_s"] / base,
+        "ratio_no_verify": row["no_verify"]["best_s"] / base,
+    }
+
+
+def depth_only(src: Path, work: Path, repeat: int, python: str | None) -> dict:
+    out, merged, config = work / "out", work / "merged", work / "passthrough.yml"
+    config.write_text(passthrough_config(src, 30))
+    runs: dict[str, list] = {"default": [], "no_verify": [], "mergekit": []}
+    for _ in range(repeat):
+        runs["default"].append(expand(src, out, DEPTH))
+        runs["no_verify"].append(expand(src, out, DEPTH, "--no-verify"))
+        shutil.rmtree(out)
+        if python:
+            shutil.rmtree(merged, ignore_errors=True)
+            args = [str(config), str(merged), "--out-shard-size", "500M", "--no-copy-tokenizer"]
+            args += ["--no-write-model-card", "--quiet"]
+            runs["mergekit"].append(run_child(MERGEKIT_RUN, *args, python=python))
+            shutil.rmtree(merged)
+    return {"grow": DEPTH, **{k: summary(v) for k, v in runs.items() if v}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/lemonkit/bench"))
-    ap.add_argument("--work", default=None, help="where outputs go (default: a temp dir)")
+    ap.add_argument("--work", default=str(CACHE / "work"), help="where outputs go")
     ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each")
+    ap.add_argument("--no-mergekit", action="store_true", help="skip the mergekit peer")
     args = ap.parse_args()
-    src = Path(args.cache) / "llama-1.1b-bf16"
+    src, work = CACHE / "llama-1.07b-bf16", Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    make_source(src)
-    n_params = sum(torch.Size(s).numel() for f in shard_layout(src).values() for s in f.values())
-    print(
-        f"source: {src} ({n_params / 1e9:.2f}B params, bf16), ready in "
-        f"{time.perf_counter() - t0:.0f} s"
-    )
-    results = {"source_params": n_params, "runs": []}
-    work = Path(args.work or tempfile.mkdtemp(prefix="lemonkit-bench-"))
-    for label, target_args in TARGETS.items():
-        out, base_out = work / "expanded", work / "baseline"
-        layout_file = work / "layout.json"
-        expands, baselines, row = [], [], {"target": label}
-        for _ in range(args.repeat):
-            shutil.rmtree(out, ignore_errors=True)
-            expands.append(
-                run_child(
-                    EXPAND,
-                    "-q",
-                    "expand",
-                    str(src),
-                    str(out),
-                    *target_args,
-                    "--no-verify",
-                    "--max-shard-size",
-                    SHARD,
-                )
-            )
-            layout_file.write_text(json.dumps(shard_layout(out)))
-            row["output_gb"] = sum(p.stat().st_size for p in out.glob("*.safetensors")) / 1e9
-            if not results["runs"] and "verify_blockwise" not in row:
-                row["verify_blockwise"] = run_child(
-                    EXPAND, "-q", "verify", "--blockwise", str(src), str(out)
-                )
-            shutil.rmtree(out)
-            base_out.mkdir(exist_ok=True)
-            baselines.append(run_child(BASELINE, str(src), str(base_out), str(layout_file)))
-            shutil.rmtree(base_out)
-        expand = min(expands, key=lambda r: r["wall_s"])
-        row["expand"], row["baseline"] = expand, min(baselines, key=lambda r: r["wall_s"])
-        row["all_expand_s"] = [r["wall_s"] for r in expands]
-        row["all_baseline_s"] = [r["wall_s"] for r in baselines]
-        out_bytes = row["output_gb"] * 1e9
-        row["time_ratio"] = expand["wall_s"] / row["baseline"]["wall_s"]
-        results["runs"].append(row)
-        print(f"\n{label}: {out_bytes / 1e9:.2f} GB written")
-        print(
-            f"  baseline (read + write with safetensors): {row['baseline']['wall_s']:6.1f} s, "
-            f"peak RSS {row['baseline']['peak_rss_mb']:6.0f} MB"
-        )
-        print(
-            f"  lemonkit expand:                          {expand['wall_s']:6.1f} s, "
-            f"peak RSS {expand['peak_rss_mb']:6.0f} MB"
-        )
-        print(f"  time ratio expand / baseline: {row['time_ratio']:.2f}x")
-        if "verify_blockwise" in row:
-            v = row["verify_blockwise"]
-            print(
-                f"  lemonkit verify --blockwise:              {v['wall_s']:6.1f} s, "
-                f"peak RSS {v['peak_rss_mb']:6.0f} MB"
-            )
-    shutil.rmtree(work, ignore_errors=True)
+    make_llama(src, SOURCE, SHARD)
+    print(f"source {src}: {folder_gb(src):.2f} GB, ready in {time.perf_counter() - t0:.0f} s")
+    python = None if args.no_mergekit else ensure_mergekit()
+    results = {"source": SOURCE, "load_start": load()}
+    results["width_depth"] = width_depth(src, work, args.repeat)
+    results["depth_only"] = depth_only(src, work, args.repeat, python)
+    results["load_end"] = load()
+    for case in ("width_depth", "depth_only"):
+        print(case)
+        for name, row in results[case].items():
+            if isinstance(row, dict):
+                lo, hi = row["spread_s"]
+                print(f"  {name:10s} {lo:6.1f}-{hi:6.1f} s  peak RSS {row['peak_rss_mb']:6.0f} MB")
+    wd = results["width_depth"]
+    ratios = wd["ratio_default"], wd["ratio_no_verify"]
+    print("default / plain I/O {:.2f}x, --no-verify / plain I/O {:.2f}x".format(*ratios))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     src, out = source_folder(work), work / "gemma3-expanded"
     print(f"lemonkit expand {src} {out} {' '.join(TARGET)}")
     start = time.time()
-    assert cli(["expand", str(src), str(out), *TARGET, "--force"]) == 0
+    # --verify full: above the 1 GB budget the models are also compared block by block
+    assert cli(["expand", str(src), str(out), *TARGET, "--force", "--verify", "full"]) == 0
     seconds = time.time() - start
     record = json.loads((out / "lemonkit.json").read_text())["verification"]
     small_tokens, small_logits = continue_prompt(src)

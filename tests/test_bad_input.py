@@ -84,7 +84,7 @@ def test_failed_force_keeps_the_old_output(src, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise lemonkit.LemonkitError("simulated failure")
 
-    monkeypatch.setattr(lemonkit.io.folder, "verify_folders", boom)
+    monkeypatch.setattr(lemonkit.io.folder, "certify", boom)
     assert main(["-q", "expand", str(src), str(out), "--hidden-size", "96", "--force"]) == 2
     assert (out / "old.txt").read_text() == "old"
 

@@ -22,8 +22,7 @@ import signal
 import sys
 from dataclasses import fields
 
-import torch
-
+from lemonkit.cli.commands import DTYPES, cmd_expand, cmd_list, cmd_plan, cmd_upcycle, cmd_verify
 from lemonkit.cli.errors import (
     EXIT_ERROR,
     EXIT_NOT_LOSSLESS,
@@ -38,19 +37,11 @@ from lemonkit.plan.targets import (
     INT,
     INT_LIST,
     INT_OR_LIST,
-    OPTION_NAMES,
-    TARGET_NAMES,
     Options,
     Targets,
 )
 
 __all__ = ["EXIT_ERROR", "EXIT_NOT_LOSSLESS", "build_parser", "main"]
-DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(u)
     u.set_defaults(func=cmd_upcycle)
 
-    v = sub.add_parser("verify", help="compare a source and an expanded folder")
-    v.add_argument("src", help="a folder or a Hugging Face Hub repo id (org/name)")
+    v = sub.add_parser(
+        "verify",
+        help="re-check an expanded folder against its source (SRC: the one lemonkit.json names)",
+    )
+    v.add_argument(
+        "src", nargs="?", help="the source folder or Hub repo id (default: lemonkit.json's)"
+    )
     v.add_argument("out")
     v.add_argument("--revision", help="SRC is a repo id: its branch, tag or commit")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
@@ -153,9 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--blockwise",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compare block by block with bounded memory (default: when the two "
-        "checkpoints together exceed 2 GB)",
+        help="only compare whole models (--no-blockwise) or block by block (--blockwise), "
+        "without the certificate's parts check",
     )
+    _add_verify_options(v)
+    from lemonkit.io.parallel import add_workers_option
+
+    add_workers_option(v)
     v.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     v.set_defaults(func=cmd_verify)
 
@@ -220,7 +220,25 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         help="arithmetic dtype (default: float64 for float64 sources, else float32)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the verification")
+    _add_verify_options(p)
+    from lemonkit.io.parallel import add_workers_option
+
+    add_workers_option(p)
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    """--verify LEVEL, --max-memory SIZE (lemonkit.verification.certificate)."""
+    p.add_argument(
+        "--verify",
+        choices=["cheap", "full"],
+        default="cheap",
+        help="cheap (default): float32, a few probes through every tensor, whole models "
+        "when they fit --max-memory; full: float64, more probes, block by block above it",
+    )
+    p.add_argument(
+        "--max-memory", default="1GB", help="memory budget of the verification (default 1GB)"
+    )
 
 
 def _add_upcycle(p: argparse.ArgumentParser) -> None:
@@ -269,105 +287,6 @@ def _int_or_list(text: str) -> int | list[int]:
         return int(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from e
-
-
-def _growth(args) -> dict:
-    """The parsed flags of every target size and option, by keyword."""
-    return {name: getattr(args, name) for name in TARGET_NAMES + OPTION_NAMES}
-
-
-def cmd_expand(args, upcycle=None) -> int:
-    from lemonkit.io.folder import expand_folder
-    from lemonkit.io.writer import parse_size
-
-    try:
-        shard = parse_size(args.max_shard_size)
-    except ValueError as e:
-        raise LemonkitError(str(e)) from e
-    result = expand_folder(
-        args.src,
-        args.out,
-        force=args.force,
-        max_shard_size=shard,
-        dtype=DTYPES.get(args.dtype),
-        compute_dtype=DTYPES.get(args.precision),
-        check=not args.no_verify,
-        progress=not args.quiet,
-        upcycle=upcycle,
-        revision=args.revision,
-        run_config=args.run_config,
-        **_growth(args),
-    )
-    _say(args, f"wrote {result.out} ({', '.join(result.files)})")
-    if result.plan.upcycle:
-        _say(args, "  upcycled: " + _upcycled_line(result.plan.upcycle))
-    _say(args, _sizes_line(result.plan))
-    if result.report is not None:
-        _say(args, str(result.report))
-        if result.plan.lossy_reason:
-            _say(args, f"  lossy by request (--allow-lossy): {result.plan.lossy_reason}")
-    return 0
-
-
-def cmd_upcycle(args) -> int:
-    """``lemonkit upcycle SRC OUT --to mixtral --num-experts 8 --experts-per-token 2``."""
-    from lemonkit.plan.upcycle import Upcycle
-
-    if args.to is None or args.experts_per_token is None:
-        raise LemonkitError("upcycle needs --to (the MoE family) and --experts-per-token")
-    if args.num_experts is None:
-        raise LemonkitError("upcycle needs --num-experts (the experts of the MoE)")
-    request = Upcycle(args.to, args.num_experts, args.experts_per_token, args.seed)
-    return cmd_expand(args, upcycle=request)
-
-
-def cmd_verify(args) -> int:
-    from lemonkit.io.hub import resolve_source
-    from lemonkit.verification.folders import verify_folders
-
-    report = verify_folders(
-        resolve_source(args.src, args.revision).path,
-        args.out,
-        seed=args.seed,
-        blockwise=args.blockwise,
-        progress=not args.quiet,
-    )
-    _say(args, str(report))
-    return 0 if report.ok else EXIT_NOT_LOSSLESS
-
-
-def cmd_plan(args) -> int:
-    from lemonkit.cli.describe import describe_plan
-    from lemonkit.io.folder import plan_folder
-
-    _, plan, decisions = plan_folder(args.src, revision=args.revision, **_growth(args))
-    _say(args, describe_plan(plan, decisions))
-    return 0
-
-
-def cmd_list(args) -> int:
-    from lemonkit.cli.describe import describe_architectures
-
-    _say(args, describe_architectures())
-    return 0
-
-
-def _upcycled_line(record: dict) -> str:
-    return (
-        f"{record['class']}, {record['num_experts']} experts (copies of the MLP), "
-        f"{record['experts_per_token']} per token; exact because {record['exact_because']}"
-    )
-
-
-def _sizes_line(plan) -> str:
-    from lemonkit.cli.describe import sizes_text
-
-    return f"  {sizes_text(plan)}; method {plan.method}, depth {plan.depth}, seed {plan.seed}"
-
-
-def _say(args, text: str) -> None:
-    if not args.quiet:
-        print(text)
 
 
 def _quiet_transformers() -> None:

@@ -11,10 +11,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
-from lemonkit.plan.cancel import channel_pairs
+from lemonkit.plan.cancel import channel_pairs, paired_spaces
 from lemonkit.plan.spaces import SpaceMap
+from lemonkit.tables.format import Beta, Gamma, Out, space_names
 
 
 def copy_leaders(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
@@ -46,3 +49,20 @@ def cancelling(
     out.index_copy_(axis, leaders, alpha)
     out.index_copy_(axis, partners, -alpha)
     return out
+
+
+def pair_units(maps: Mapping[str, SpaceMap], axes, t: torch.Tensor) -> torch.Tensor:
+    """A type-2 new block's tensor: along every axis that writes or normalises a paired
+    space, the partners take their leaders' entries (the whole tensor at once)."""
+    paired = paired_spaces(maps)
+    for axis, rule in enumerate(axes):
+        if not isinstance(rule, Out | Gamma | Beta):
+            continue
+        names = space_names(rule.space)
+        sizes = [maps[n].tgt_units * maps[n].unit_size for n in names]
+        parts = [
+            copy_leaders(p, axis, maps[n]) if n in paired else p
+            for p, n in zip(t.split(sizes, dim=axis), names, strict=True)
+        ]
+        t = torch.cat(parts, dim=axis) if len(parts) > 1 else parts[0]
+    return t.contiguous()

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-from lemonkit.engine.cancel import cancelling, copy_leaders
+from lemonkit.engine.cancel import cancelling, pair_units
+from lemonkit.engine.lazy import LazyTensor, materialize
 from lemonkit.engine.reductions import fixed_mean
 from lemonkit.engine.rules import (
     copy_ranks,
@@ -34,7 +35,6 @@ from lemonkit.engine.rules import (
 )
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.errors import CheckpointError
-from lemonkit.plan.cancel import paired_spaces
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.new_blocks import cancel_axis
 from lemonkit.plan.planner import ExpansionPlan, make_plan
@@ -97,8 +97,8 @@ def expand_tensor(
 def iter_expand_tensor(
     plan: ExpansionPlan,
     decision: Decision,
-    tensor: torch.Tensor,
-    donor: torch.Tensor | None = None,
+    tensor: torch.Tensor | LazyTensor,
+    donor: torch.Tensor | LazyTensor | None = None,
     compute_dtype: torch.dtype | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield one source tensor's target in chunks of rows (axis 0), in order.
@@ -109,7 +109,8 @@ def iter_expand_tensor(
 
     Arithmetic is in ``compute_dtype`` (default: float32 for 16-bit outputs, float64
     for 32- and 64-bit ones, so split remainders are exact) and each chunk is cast once
-    to the decision's dtype.
+    to the decision's dtype. ``tensor`` may be a
+    :class:`~lemonkit.engine.lazy.LazyTensor`: only the rows each chunk copies are read.
     """
     d = decision
     if tuple(tensor.shape) != d.source_shape:
@@ -117,10 +118,13 @@ def iter_expand_tensor(
     if d.donor and donor is None:
         raise ValueError(f"{d.name}: its decision names the donor {d.donor}; pass that tensor")
     if d.op == "keep":  # integer buffers (position ids): nothing grows
-        yield tensor
+        yield materialize(tensor)
         return
-    if d.op == "zero":  # a new block's residual branch output (depth "zero")
-        yield torch.zeros(d.shape, dtype=d.dtype)
+    if d.op == "zero":  # a new block's residual branch output (depth "zero"), by rows
+        per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
+        for start in range(0, d.shape[0], per_chunk) if d.shape else [0]:
+            rows = min(per_chunk, d.shape[0] - start) if d.shape else None
+            yield torch.zeros((rows, *d.shape[1:]) if d.shape else (), dtype=d.dtype)
         return
     if d.op == "cancel":  # a type-2 new block's branch output (depth "cancel")
         axis = cancel_axis(plan, d.shape, d.axes)
@@ -134,30 +138,13 @@ def iter_expand_tensor(
     compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
     chunks = _iter_width(plan, d, d.seed_name, tensor, compute)
     if d.paired:
-        yield _pair_units(plan, d, torch.cat(list(chunks)))
+        yield pair_units(plan.maps, d.axes, torch.cat(list(chunks)))
         return
     if donor is None:
         yield from chunks
         return
     donor_chunks = _iter_width(plan, d, d.donor_seed, donor, compute)
     yield from _take_new_units(plan, d, chunks, donor_chunks)
-
-
-def _pair_units(plan: ExpansionPlan, d: Decision, t: torch.Tensor) -> torch.Tensor:
-    """A type-2 new block's tensor: along every axis that writes or normalises a paired
-    space, the partners take their leaders' entries (the whole tensor at once)."""
-    paired = paired_spaces(plan.maps)
-    for axis, rule in enumerate(d.axes):
-        if not isinstance(rule, Out | Gamma | Beta):
-            continue
-        names = space_names(rule.space)
-        sizes = [plan.maps[n].tgt_units * plan.maps[n].unit_size for n in names]
-        parts = [
-            copy_leaders(p, axis, plan.maps[n]) if n in paired else p
-            for p, n in zip(t.split(sizes, dim=axis), names, strict=True)
-        ]
-        t = torch.cat(parts, dim=axis) if len(parts) > 1 else parts[0]
-    return t.contiguous()
 
 
 def _take_new_units(
@@ -190,7 +177,7 @@ def _iter_width(
     plan: ExpansionPlan,
     d: Decision,
     seed_name: str,
-    tensor: torch.Tensor,
+    tensor: torch.Tensor | LazyTensor,
     compute: torch.dtype,
 ) -> Iterator[torch.Tensor]:
     """The width expansion of one tensor, in chunks of axis-0 rows.
@@ -201,21 +188,26 @@ def _iter_width(
     splits, seeded by the seed name and the chunk's first row. The mean row works
     because any split of it still computes mean(W) x* = mean(W x).
     """
-    source = tensor.detach().to(d.dtype)  # rounded to the output dtype: splits exact in it
     rule = d.axes[0] if d.axes else None
-    if source.dim() >= 2 and _splits_experts(plan, rule):
+    by_rows = len(tensor.shape) >= 2 and _fixed_or_producer(plan, rule)
+    if by_rows:
+        rows, fill = _row_sources(plan, rule, tensor.shape[0])
+    if not by_rows or _splits_experts(plan, rule) or (fill == "avg" and (rows < 0).any()):
+        tensor = materialize(tensor)  # (the mean row is taken over the whole tensor)
+    # rounded to the output dtype: splits exact in it
+    source = tensor if isinstance(tensor, LazyTensor) else tensor.detach().to(d.dtype)
+    if len(source.shape) >= 2 and _splits_experts(plan, rule):
         yield from _iter_experts(plan, d, seed_name, source, compute)
         return
-    if source.dim() < 2 or not _fixed_or_producer(plan, rule):
+    if not by_rows:
         gen = _generator(plan.seed, seed_name)
         yield _expand_block(plan, d, source.to(compute), gen, 0, _expert_gen(plan, d, ""))
         return
-    rows, fill = _row_sources(plan, rule, source.shape[0])
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
     mean_row = None
     for start, src, n in consecutive_runs(rows.tolist(), limit=per_chunk):
         if src >= 0:
-            block = source.narrow(0, src, n).to(compute)
+            block = _source_rows(source, src, n, d.dtype).to(compute)
         elif fill == "avg":
             if mean_row is None:
                 mean_row = fixed_mean(source.to(compute), 0)
@@ -224,6 +216,13 @@ def _iter_width(
             block = torch.zeros(n, *source.shape[1:], dtype=compute)
         gen = _generator(plan.seed, f"{seed_name}@{start}")
         yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"), start)
+
+
+def _source_rows(source, start: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows ``start:start+n`` in the output dtype (read now from a lazy tensor)."""
+    if isinstance(source, LazyTensor):
+        return source.rows(start, start + n).to(dtype)
+    return source.narrow(0, start, n)
 
 
 def _fixed_or_producer(plan: ExpansionPlan, rule) -> bool:

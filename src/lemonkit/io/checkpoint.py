@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 
+from lemonkit.engine.lazy import LazyTensor
 from lemonkit.errors import CheckpointError
 from lemonkit.tables import table_for
 
@@ -83,6 +85,22 @@ class Checkpoint(Mapping[str, torch.Tensor]):
                 return f.get_tensor(name)
         except SafetensorError as e:
             raise CheckpointError(f"{path.name}: cannot read tensor {name!r} ({e})") from e
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (axis 0) of a tensor, reading only those bytes."""
+        path = self._files[name]
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return f.get_slice(name)[start:stop]
+        except SafetensorError as e:
+            raise CheckpointError(f"{path.name}: cannot read tensor {name!r} ({e})") from e
+
+    def lazy(self, name: str) -> LazyTensor:
+        """The tensor as the engine reads it: rows when asked, or whole."""
+        dtype, shape = self._meta[name]
+        return LazyTensor(
+            tuple(shape), dtype, partial(self.rows, name), partial(self.__getitem__, name)
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)

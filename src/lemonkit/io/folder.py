@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,7 +35,9 @@ from lemonkit.io.files import (
 )
 from lemonkit.io.hub import Source, resolve_source
 from lemonkit.io.lock import make_temporary, old_name, output_lock, remove_stale_temporaries
+from lemonkit.io.memory import release_freed
 from lemonkit.io.model_card import write_model_card
+from lemonkit.io.parallel import default_workers, in_order
 from lemonkit.io.preflight import (
     check_dtypes,
     check_finite,
@@ -45,8 +49,7 @@ from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.upcycle import Upcycle, upcycle_growth
-from lemonkit.verification.compare import VerifyReport
-from lemonkit.verification.folders import verify_folders
+from lemonkit.verification.certificate import DEFAULT_MAX_MEMORY, Certificate, certify
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class FolderResult:
     out: Path
     plan: ExpansionPlan
     files: list[str]
-    report: VerifyReport | None
+    report: Certificate | None
 
 
 def plan_folder(
@@ -114,11 +117,17 @@ def expand_folder(
     upcycle: Upcycle | None = None,
     revision: str | None = None,
     run_config: dict | None = None,
+    verify: str = "cheap",
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    workers: int | None = None,
     **growth,
 ) -> FolderResult:
     """Expand the model in folder ``src`` (or Hub repo id, at ``revision``) into a new
     folder ``out`` (atomically); ``upcycle``: a dense model becomes the mixture of experts
-    it asks for first. ``run_config``: the command's options, recorded in lemonkit.json."""
+    it asks for first. ``run_config``: the command's options, recorded in lemonkit.json.
+    ``verify``: the check's level (``cheap``, ``full``), within ``max_memory`` bytes
+    (:func:`lemonkit.verification.certificate.certify`). ``workers``: tensors expanded
+    at once (default: all cores; :mod:`lemonkit.io.parallel`), the same bytes for any."""
     source = resolve_source(src, revision)
     src, out = source.path.resolve(), Path(out).resolve()
     _check_paths(src, out, force)
@@ -129,19 +138,22 @@ def expand_folder(
     _check_finite(ckpt, decisions)
     check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
     record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
+    workers = workers or default_workers()
     with output_lock(out):
         _check_paths(src, out, force)  # again: a run that held the lock may have written it
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
         try:
             files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
-                           max_shard_size, progress)  # fmt: skip
+                           max_shard_size, progress, workers)  # fmt: skip
             write_provenance(tmp, src, plan, None, files, record)
             report = None
             if check:
-                report = verify_folders(
-                    src, tmp, progress=progress, tol_fp64=plan.expected_error, source_dtype=dtype
-                )
+                report = certify(
+                    src, tmp, plan=plan, decisions=decisions, source=ckpt, level=verify,
+                    max_memory=max_memory, out_dtype=dtype, progress=progress,
+                    workers=workers,
+                )  # fmt: skip
                 if not report.ok and not plan.lossy_reason:
                     raise LemonkitError(
                         "verification failed, nothing was written: " + " ".join(str(report).split())
@@ -165,15 +177,14 @@ def _check_finite(ckpt, decisions: list[Decision]) -> None:
         check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
 
 
-def _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress) -> list[str]:
-    """The shards (streamed), the config and the copied files, into ``tmp``."""
+def _write(
+    tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers
+) -> list[str]:
+    """The shards (streamed, ``workers`` tensors at once, written in order), the config
+    and the copied files, into ``tmp``."""
     entries = [d.entry for d in decisions]
-    tensors = (
-        iter_expand_tensor(
-            plan, d, ckpt[d.source], ckpt[d.donor] if d.donor else None, compute_dtype
-        )
-        for d in decisions
-    )
+    jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
+    tensors = in_order(jobs, [nbytes(e) for e in entries], workers)
     total = sum(nbytes(e) for e in entries)
     with tqdm(total=total, unit="B", unit_scale=True, desc="expand", disable=not progress) as bar:
         done = iter(range(1, len(entries) + 1))
@@ -206,6 +217,14 @@ def _replayable(run_config: dict | None, source: Source) -> dict | None:
     if run_config is None or not source.commit:
         return run_config
     return {**run_config, "revision": source.commit}
+
+
+def _expand_one(plan: ExpansionPlan, ckpt, d: Decision, compute_dtype) -> Iterator[torch.Tensor]:
+    """One target tensor's chunks (its source read as they need it)."""
+    read = ckpt.lazy if isinstance(ckpt, Checkpoint) else ckpt.__getitem__
+    donor = read(d.donor) if d.donor else None
+    yield from iter_expand_tensor(plan, d, read(d.source), donor, compute_dtype)
+    release_freed()  # its chunks' heap pages back to the system: RSS stays bounded
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

@@ -1,0 +1,126 @@
+"""The default verification: streamed parts under a memory budget, the certificate it
+records in lemonkit.json, its re-check, and --workers giving the same bytes for any N."""
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lemonkit.cli.main import main
+from lemonkit.io.folder import expand_folder
+from lemonkit.io.parallel import in_order
+from lemonkit.testing.zoo import build, resnet, swinv2
+from lemonkit.verification.certificate import WHOLE_BYTES_PER_PARAM, certify, whole_bytes
+
+TINY = "10KB"  # below any model here: only the streamed parts check fits
+
+
+@pytest.fixture
+def llama_bf16(tmp_path):
+    src = tmp_path / "small"
+    build("llama", dtype=torch.bfloat16, layers=2).save_pretrained(src)
+    return src
+
+
+def _record(out) -> dict:
+    return json.loads((out / "lemonkit.json").read_text())
+
+
+def test_default_check_catches_one_planted_row(llama_bf16, tmp_path):
+    out = tmp_path / "big"
+    grow = ["--hidden-size", "96", "--intermediate-size", "192", "--num-layers", "3"]
+    assert main(["-q", "expand", str(llama_bf16), str(out), *grow, "--max-memory", TINY]) == 0
+    cert = _record(out)["verification"]
+    assert cert["ok"] and cert["level"] == "cheap" and cert["max_memory"] == 10_000
+    assert cert["end_to_end_kind"].startswith("skipped") and cert["notes"]
+    assert cert["parts"]["probed"] > 10 and cert["parts"]["dtype"] == "float32"
+    assert cert["peak_rss"] > 0
+    assert main(["-q", "verify", str(out), "--max-memory", TINY]) == 0  # SRC from the record
+    name = "model.layers.1.mlp.down_proj.weight"
+    tensors = load_file(out / "model.safetensors")
+    tensors[name][7] *= 1.05  # one wrong row of one tensor
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    report = certify(llama_bf16, out, max_memory=10_000)
+    assert not report.ok
+    assert [f["name"] for f in report.parts["failing"]] == [name]
+    assert main(["-q", "verify", str(llama_bf16), str(out), "--max-memory", TINY]) == 1
+
+
+def test_a_wrong_norm_is_caught_by_recomputation(llama_bf16, tmp_path):
+    out = tmp_path / "big"
+    expand_folder(llama_bf16, out, hidden_size=96, check=False, progress=False)
+    tensors = load_file(out / "model.safetensors")
+    tensors["model.norm.weight"][3] += 0.5
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    report = certify(llama_bf16, out, max_memory=10_000)
+    assert report.parts["failing"][0]["name"] == "model.norm.weight"
+
+
+def test_budget_picks_the_end_to_end_check(llama_bf16, tmp_path):
+    out = tmp_path / "big"
+    expand_folder(llama_bf16, out, hidden_size=96, num_layers=3, check=False, progress=False)
+    need = whole_bytes(llama_bf16, out)
+    params = sum(
+        t.numel() for f in (llama_bf16, out) for t in load_file(f / "model.safetensors").values()
+    )
+    assert need == WHOLE_BYTES_PER_PARAM * params
+    whole = certify(llama_bf16, out, max_memory=need)
+    assert whole.ok and whole.end_to_end_kind == "whole" and whole.rel_error_fp32 <= 1e-2
+    skipped = certify(llama_bf16, out, max_memory=need - 1)
+    assert (
+        skipped.ok
+        and skipped.end_to_end is None
+        and skipped.rel_error_fp64 != skipped.rel_error_fp64
+    )
+    full = certify(llama_bf16, out, level="full", max_memory=need - 1)
+    assert full.ok and full.end_to_end_kind == "blockwise" and full.parts["dtype"] == "float64"
+
+
+@pytest.mark.parametrize("level", ["cheap", "full"])
+def test_staged_cnn_and_swin_end_to_end(level, tmp_path):
+    for name, model, grow in [
+        ("resnet", resnet(), dict(hidden_sizes=[24, 56], depths=[4, 3])),
+        ("swinv2", swinv2(), dict(embed_dim=32, depths=[2, 3])),
+    ]:
+        src, out = tmp_path / f"{name}-s", tmp_path / f"{name}-o"
+        model.save_pretrained(src)
+        result = expand_folder(src, out, verify=level, progress=False, **grow)
+        assert result.report.ok and result.report.end_to_end_kind == "whole", (name, result.report)
+        assert result.report.parts["ok"] and result.report.rel_error_fp64 <= 1e-12
+
+
+def test_workers_give_the_same_bytes(tmp_path):
+    src = tmp_path / "small"
+    build("llama", dtype=torch.float32, layers=2).save_pretrained(src)
+    grow = dict(hidden_size=96, num_layers=3, check=False, progress=False)
+    blobs = []
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}"
+        expand_folder(src, out, workers=workers, max_shard_size=40_000, **grow)
+        blobs.append({p.name: p.read_bytes() for p in sorted(out.glob("model*"))})
+    assert len(blobs[0]) > 2 and blobs[0] == blobs[1] == blobs[2]
+
+
+def test_in_order_runs_jobs_at_once_keeps_order_and_bounds_memory():
+    lock, running, seen = threading.Lock(), [0], []
+
+    def job(i):
+        def run():
+            with lock:
+                running[0] += 1
+                seen.append(running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+            yield torch.full((2,), float(i))
+
+        return run
+
+    sizes = [10, 10, 1000, 10, 10, 10]  # the third is larger than in_flight: streamed
+    items = [list(x) for x in in_order([job(i) for i in range(6)], sizes, 3, in_flight=30)]
+    assert [int(x[0][0]) for x in items] == list(range(6))
+    assert max(seen) >= 2  # jobs overlapped
+    assert max(seen) <= 4  # 3 ahead (in_flight 30 = 3 jobs) + the streamed one, in the caller

@@ -131,7 +131,7 @@ def test_unexpected_exceptions_ask_for_debug(gpt2, tmp_path, capsys, monkeypatch
     def bug(*args, **kwargs):
         raise RuntimeError("shape mismatch in a kernel")
 
-    monkeypatch.setattr(lemonkit.io.folder, "verify_folders", bug)
+    monkeypatch.setattr(lemonkit.io.folder, "certify", bug)
     out = tmp_path / "out"
     argv = ["-q", "expand", str(gpt2), str(out), "--hidden-size", "96"]
     line = assert_contract(capsys, argv, "unexpected RuntimeError: shape mismatch", gpt2, out)

@@ -64,9 +64,11 @@ class UpcycledSource(Mapping[str, torch.Tensor]):
     def _read(self, name: str) -> torch.Tensor:
         """A dense tensor; the last one read is kept, as its experts' copies are asked
         for one after the other (one read from disk, not one per expert)."""
-        if self._last[0] != name:
-            self._last = (name, self.dense[name])
-        return self._last[1]
+        last = self._last  # one read of the pair: workers' threads replace it at will
+        if last[0] != name:
+            last = (name, self.dense[name])
+            self._last = last
+        return last[1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.recipes)

@@ -38,6 +38,7 @@ from lemonkit.io.files import read_provenance
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.verification.compare import VerifyReport
+from lemonkit.verification.folders import recorded_tolerance
 from lemonkit.verification.parts import LEVELS, check_parts
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def certify(
             source, target, plan, saved, level=LEVELS[level], chunk_bytes=chunk,
             seed=seed, progress=progress, workers=workers,
         )  # fmt: skip
-    tol = plan.expected_error if plan is not None else _recorded_tolerance(out)
+    tol = plan.expected_error if plan is not None else recorded_tolerance(out)
     report, kind = _end_to_end(src, out, level, max_memory, tol, out_dtype, seed, progress)
     ok = (parts is None or parts["ok"]) and (report is None or report.ok)
     if parts is None and report is None:
@@ -216,7 +217,13 @@ def _replan(src: Path, out: Path):
             f"{out} has no lemonkit.json (written by lemonkit expand): nothing to re-check; "
             "compare whole models with lemonkit verify --no-blockwise SRC OUT"
         )
+    recorded_tolerance(out)  # a malformed record is one line, before any work
     p = record["plan"]
+    for key in ("target_sizes", "options"):
+        if not isinstance(p.get(key), dict):
+            raise CheckpointError(
+                f"{out}/lemonkit.json: plan.{key} is missing or not a mapping; was it edited?"
+            )
     if p.get("upcycle"):
         return None, None, None, None, "upcycled output: parts are checked only by expand"
     source = Checkpoint.open(src)
@@ -229,9 +236,13 @@ def _replan(src: Path, out: Path):
     except LemonkitError as e:  # not the source the record names: compare outputs only
         why = f"the plan lemonkit.json records does not apply to {src} ({e}); parts not checked"
         return None, None, None, dtype, why
+    recorded = p.get("source_sizes")
+    if recorded is not None and plan.source.given() != recorded:
+        # the plan applies, but to another model than the one grown (e.g. the source of a
+        # source): the stored tensors were not made from it, only the outputs compare
+        why = (
+            f"{src} is not the source lemonkit.json records (sizes {plan.source.given()}, "
+            f"recorded {recorded}); parts not checked"
+        )
+        return None, None, None, dtype, why
     return plan, decisions, source, dtype, None
-
-
-def _recorded_tolerance(out: Path) -> float:
-    record = read_provenance(out)
-    return record["plan"].get("expected_error_fp64", 1e-12) if record else 1e-12

@@ -148,8 +148,11 @@ def _averaged_extras(plan: ExpansionPlan, rule: Out) -> bool:
 def probe_kind(plan: ExpansionPlan, d: Decision) -> bool:
     """Whether ``d`` is one linear map checked on probes: an expanded tensor with at most
     one grown consumer axis (axis 1, or axis 0 of a matrix), the other grown axes producer
-    axes 0 or 1, no norm, no donor, no expert split, no diluted copies."""
+    axes 0 or 1, no norm, no donor, no expert split, no diluted copies, and not a new
+    block's replicas made to differ (fan-in noise, type-2 pairs): those are recomputed."""
     if d.op != "expand" or d.donor or d.expert_copy or not d.dtype.is_floating_point:
+        return False
+    if d.untie or d.paired:
         return False
     if len(d.shape) == 0 or any(isinstance(r, Gamma | Beta) for r in d.axes):
         return False

@@ -3,13 +3,9 @@ report, torchrun (DDP) runs, the demo, and every committed preset."""
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -265,76 +261,6 @@ def test_savings_arithmetic(monkeypatch):
     assert s["paired"]["aki"]["d_loss"] == [pytest.approx(0.51)]  # 2.5 - 1.99 at step 20
 
 
-# ---------------------------------------------------------------- torchrun
-
-
-TORCHRUN = str(Path(sys.executable).parent / "torchrun")
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores
-needs_torchrun = pytest.mark.skipif(
-    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-    reason="torchrun not installed next to this python",
-)
-
-
-@needs_torchrun
-def test_torchrun_two_processes_matches_one(tmp_path):
-    """The entry point runs unchanged under torchrun (DDP, gloo); each rank trains on its
-    half of the same global batch, so the validation curve equals the 1-process run's.
-    Masked LM: the ranks hold different numbers of masked positions (``step_facts``)."""
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_MLM)
-    entry = [str(Path(__file__).parents[1] / "experiments" / "run.py"), str(config)]
-    module = [*entry, "--preset", "tiny"]
-    common = ["--only", "small", "scratch-s0", "lemon-s0", "--quiet", "--no-report", "--out"]
-    launchers = {
-        "ddp": [TORCHRUN, "--nproc_per_node=2", "--master_port=29517"],
-        "one": [sys.executable],
-    }
-    for out, launcher in launchers.items():
-        cmd = [*launcher, *module, *common, str(tmp_path / out)]
-        subprocess.run(cmd, check=True, env=ONE_THREAD, timeout=300, capture_output=True)
-    for run in ("small", "scratch-s0", "lemon-s0"):  # lemon-s0: expanded, then trained
-        ddp = json.loads((tmp_path / "ddp" / "tiny" / "tiny" / f"{run}.json").read_text())
-        one = json.loads((tmp_path / "one" / "tiny" / "tiny" / f"{run}.json").read_text())
-        assert ddp["world_size"] == 2 and one["world_size"] == 1
-        assert [h["val_loss"] for h in ddp["history"]] == pytest.approx(
-            [h["val_loss"] for h in one["history"]], rel=1e-4
-        ), run
-
-
-POISON_RANK_1 = """
-import sys, torch
-from lemonkit.harness import cli, loop
-real = loop.cross_entropy
-def poisoned(logits, labels):  # NaN training loss on rank 1 only
-    loss = real(logits, labels)
-    return loss * float("nan") if torch.is_grad_enabled() and loop.world()[0] == 1 else loss
-loop.cross_entropy = poisoned
-try:
-    sys.exit(cli.main(sys.argv[1:]))
-except FloatingPointError:
-    print(f"rank {loop.world()[0]} stopped on a non-finite loss", file=sys.stderr)
-    raise
-"""
-
-
-@needs_torchrun
-def test_torchrun_nan_on_one_rank_stops_every_rank(tmp_path):
-    """A non-finite loss on one rank raises on all ranks (no rank left waiting in DDP)."""
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_MLM)
-    script = tmp_path / "poison.py"
-    script.write_text(POISON_RANK_1)
-    cmd = [TORCHRUN, "--nproc_per_node=2", "--master_port=29518", str(script)]
-    cmd += [str(config), "--preset", "tiny", "--only", "small", "--quiet", "--no-report"]
-    cmd += ["--out", str(tmp_path / "out")]
-    done = subprocess.run(cmd, env=ONE_THREAD, timeout=120, capture_output=True, text=True)
-    assert done.returncode != 0
-    for rank in (0, 1):  # rank 0's own loss was finite: it stops because rank 1's was not
-        assert f"rank {rank} stopped on a non-finite loss" in done.stderr, done.stderr[-2000:]
-    assert not (tmp_path / "out" / "tiny" / "tiny" / "small.json").exists()
-
-
 def _import_script(path: Path):
     """A script (examples/demo.py, experiments/run.py), not part of the package: by path."""
     spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
@@ -430,49 +356,3 @@ def test_every_committed_preset_plans_the_large_model(path, preset):
 
 
 # ---------------------------------------------------------------- the package's shape
-
-HARNESS = ROOT / "src" / "lemonkit" / "harness"
-
-
-def _lemonkit_imports(path: Path) -> set[str]:
-    """The ``lemonkit...`` modules a file imports (top level and inside functions)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.split(".")[0] == "lemonkit"}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lemonkit"):
-            submodules = {f"{node.module}.{a.name}" for a in node.names}
-            out |= {m for m in submodules if (ROOT / "src" / f"{m.replace('.', '/')}.py").exists()}
-            out.add(node.module)
-    return out
-
-
-def test_the_harness_imports_no_cycle_and_only_lemonkits_public_api():
-    graph = {
-        f"lemonkit.harness.{f.stem}": _lemonkit_imports(f)
-        for f in HARNESS.glob("*.py")
-        if f.stem != "__init__"
-    }
-    for module, imports in graph.items():
-        core = {m for m in imports if not m.startswith("lemonkit.harness")}
-        assert core <= {"lemonkit"}, (module, core)  # not lemonkit.plan, lemonkit.ki...
-    done: list[str] = []  # modules in import order: each after everything it imports
-    while len(done) < len(graph):
-        ready = [m for m in graph if m not in done and graph[m] & set(graph) <= set(done)]
-        assert ready, f"import cycle among {sorted(set(graph) - set(done))}"
-        done += sorted(ready)
-
-
-def _loaded(statement: str, prefix: str) -> list[str]:
-    """The modules named ``prefix...`` that ``statement`` loads in a fresh interpreter."""
-    listing = f"sorted(m for m in sys.modules if m.startswith({prefix!r}))"
-    code = f"import sys\n{statement}\nprint({listing})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return ast.literal_eval(done.stdout)
-
-
-def test_import_lemonkit_loads_neither_the_harness_nor_matplotlib():
-    assert _loaded("import lemonkit", "lemonkit.harness") == []
-    assert _loaded("import lemonkit", "matplotlib") == []
-    # the whole harness: matplotlib is imported inside plots.plot only
-    assert _loaded("import lemonkit.harness.cli", "matplotlib") == []

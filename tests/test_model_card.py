@@ -1,5 +1,9 @@
+import json
+
 """Every output folder gets its own model card, OUT/README.md (front matter + growth +
 verification + training), and never the source's."""
+
+import json
 
 import torch
 import yaml
@@ -36,6 +40,10 @@ def test_card_of_a_local_folder(tmp_path):
     assert "| hidden_size | 64 | 96 |" in text and "| num_layers | 2 | 3 |" in text
     assert "- seed: 7" in text and "`lemon`" in text and "`zero`" in text
     assert "Lossless" in text and "LemonTrainer" in text and "GPT2LMHeadModel" in text
+    record = json.loads((out / "lemonkit.json").read_text())["verification"]
+    assert f"level `{record['level']}`" in text  # the certificate, in words
+    assert f"each of the {record['parts']['parts']} stored tensors" in text
+    assert "nan" not in text
 
 
 def test_card_without_a_source_card_or_verification(tmp_path):

@@ -122,15 +122,31 @@ def _size(value) -> str:
 
 
 def _verification(plan: ExpansionPlan, report) -> str:
+    """The certificate in words: its level, the parts checked, the end-to-end result."""
     if report is None:
         return "Not run (`--no-verify`); run `lemonkit verify SOURCE THIS_FOLDER`."
     verdict = "Lossless" if report.ok else "**Not lossless**"
-    return (
-        f"{verdict}: on random inputs the relative "
-        f"output error is {report.rel_error_fp64:.3e} in float64 (tolerance "
-        f"{report.tol_fp64:.0e}) and {report.rel_error_fp32:.3e} in float32 (tolerance "
-        f"{report.tol_fp32:.1e})."
-    )
+    lines = [f"{verdict} (`lemonkit verify` level `{report.level}`, recorded in `lemonkit.json`)."]
+    parts = report.parts
+    if parts is not None:
+        worst = parts["worst"]
+        lines.append(
+            f"- parts: each of the {parts['parts']} stored tensors against its source "
+            f"({parts['probed']} on {parts['probes_per_part']} {parts['dtype']} random "
+            f"probes, {parts['recomputed']} recomputed)"
+            + (f"; worst relative error {worst['error']:.1e}" if worst else "")
+        )
+    e2e = report.end_to_end
+    if e2e is not None:
+        lines.append(
+            f"- end to end ({report.end_to_end_kind}), the whole model on random inputs: "
+            f"relative output error {e2e.rel_error_fp64:.3e} in float64 (tolerance "
+            f"{e2e.tol_fp64:.0e}) and {e2e.rel_error_fp32:.3e} in float32 (tolerance "
+            f"{e2e.tol_fp32:.1e})"
+        )
+    else:
+        lines.append(f"- end to end: {report.end_to_end_kind}")
+    return "\n".join(lines)
 
 
 def _model_class(plan: ExpansionPlan) -> str:

@@ -1,5 +1,3 @@
-import json
-
 """Every output folder gets its own model card, OUT/README.md (front matter + growth +
 verification + training), and never the source's."""
 

@@ -56,6 +56,7 @@ def test_run_specs_give_every_method_its_seeds_and_the_task_its_options():
         "ablation_seeds": [0, 1],
         "baselines": list(BASELINES),
         "ablation_sigma": [0.02],
+        "ablation_spread": [0.0, 0.95],
         "ablation_snr": [10.0],
         "grow_after": [0.5, 2.0],
         "anneal_source": True,
@@ -75,6 +76,8 @@ def test_run_specs_give_every_method_its_seeds_and_the_task_its_options():
     assert specs["lemon-paper-default-s2"].decay_ratio == 1.0  # the scratch schedule
     assert specs["lemon-paper-s2"].decay_ratio == 0.5  # the LEMON recipe
     assert specs["lemon-paper-sigma0.02-s1"].options["sigma"] == 0.02
+    assert specs["lemon-spread0-s0"].options == {"spread": 0.0}  # equal splits
+    assert specs["lemon-spread0.95-s1"].method == "lemon"
     assert specs["hyperclone-snr10-s0"].noise_snr == 10.0
     assert specs["lemon-x0.5-s1"].source == "small-x0.5"
     assert specs["small-x2"].steps_ratio == 2.0 and specs["small-annealed"].anneal

@@ -99,7 +99,7 @@ def run_specs(preset: dict, task: str = "causal_lm") -> list[RunSpec]:
 
     ``preset``: the values of one ``[preset.X]`` table (``seeds``, ``baselines``,
     ``baseline_seeds``, ``ablation_seeds``, ``ablation_lr``, ``ablation_decay``,
-    ``ablation_sigma``, ``ablation_snr``, ``grow_after``, ``anneal_source``,
+    ``ablation_sigma``, ``ablation_spread``, ``ablation_snr``, ``grow_after``, ``anneal_source``,
     ``lemon_ratio``); ``task`` picks the per-family keywords of a growth method."""
     r = preset.get("lemon_ratio", 0.5)
     # the LEMON recipe: decay over r T; then on at the floor LR until the target (at most T)
@@ -174,6 +174,9 @@ def _ablations(preset: dict, s: int, recipe: dict, task: str) -> list[RunSpec]:
             f"lemon-paper-sigma{sigma:g}-s{s}", "lemon-paper", "ablation", s, task, **recipe
         )
         specs.append(replace(spec, options={**spec.options, "sigma": sigma}))
+    for spread in preset.get("ablation_spread", []):  # 0: equal splits, as Net2Net
+        spec = _grown(f"lemon-spread{spread:g}-s{s}", "lemon", "ablation", s, task, **recipe)
+        specs.append(replace(spec, options={**spec.options, "spread": spread}))
     for snr in preset.get("ablation_snr", []):
         spec = _grown(f"hyperclone-snr{snr:g}-s{s}", "hyperclone", "ablation", s, task, **recipe)
         specs.append(replace(spec, noise_snr=float(snr)))

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from lemonkit.engine.copies import is_copy
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.engine.tensor import _per_segment, _row_sources, iter_expand_tensor
 from lemonkit.io.checkpoint import Checkpoint
@@ -91,6 +92,7 @@ def check_parts(
             return d, None, f"stored {dtype} {tuple(shape)}"
         how = "probe" if probe_kind(plan, d) else "recompute"
         check = _probe if how == "probe" else _recompute
+        check = _compare_copy if is_copy(plan, d) else check  # bytewise, no arithmetic
         err = check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
         release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
         return d, how, err
@@ -240,6 +242,24 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
         want = _per_segment(want, 1, grown[1].space, plan, _expand_out) if 1 in grown else want
         worst = max(worst, _row_error(t, want))
         del pieces, want
+        release_freed()
+    return worst
+
+
+def _compare_copy(source, target, plan, d: Decision, level: Level, per: int, seed: int):
+    """A copied tensor (:func:`~lemonkit.engine.copies.is_copy`): its stored rows against
+    the source's rows in the output dtype, bytewise; a chunk that differs gets the probe's
+    row error (so -0.0 for 0.0 still passes and a NaN still fails, as before)."""
+    if not d.shape:
+        return _row_error(target[d.name].reshape(1).to(level.dtype),
+                          source[d.source].to(d.dtype).reshape(1).to(level.dtype))  # fmt: skip
+    worst = 0.0
+    for a in range(0, d.shape[0], per):
+        b = min(a + per, d.shape[0])
+        got, want = _rows(target, d.name, a, b), _rows(source, d.source, a, b).to(d.dtype)
+        if not torch.equal(got, want):
+            worst = max(worst, _row_error(got.to(level.dtype), want.to(level.dtype)))
+        del got, want
         release_freed()
     return worst
 

@@ -53,3 +53,23 @@ def test_parts_check_catches_a_wrong_copied_row_and_a_flipped_bit(tmp_path):
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
     report = certify(src, out, max_memory=10_000)
     assert [f["name"] for f in report.parts["failing"]] == [name]
+
+
+def test_fixed_std_keeps_the_in_order_sums_bits():
+    """The buffered fixed_std gives the very float of the two in-order float64 sums."""
+    import math
+
+    from lemonkit.engine.reductions import fixed_std, fixed_sum
+
+    gen = torch.Generator().manual_seed(3)
+    for shape, dtype in [
+        ((300, 70), torch.float32),
+        ((5,), torch.float64),
+        ((2, 3, 4), torch.float32),
+    ]:
+        t = (torch.randn(shape, generator=gen, dtype=dtype) * 0.02).reshape(-1)
+        t[:3] = torch.tensor([1e-30, 3.0, -7e-20], dtype=dtype)  # a wide dynamic range
+        flat = t.double()
+        mean = float(fixed_sum(flat, 0)) / t.numel()
+        want = math.sqrt(float(fixed_sum((flat - mean) ** 2, 0)) / (t.numel() - 1))
+        assert fixed_std(t.reshape(shape)) == want

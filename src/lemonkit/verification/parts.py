@@ -192,15 +192,20 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
     ins = [a for a, r in grown.items() if isinstance(r, In)]
     src_rows, tgt_rows = d.source_shape[0], d.shape[0]
 
+    # each chunk is converted into one reused buffer (consumed before the next chunk):
+    # fresh buffers, returned to the system after every chunk, page-fault each time
     def src_chunks() -> Iterator[tuple[int, torch.Tensor]]:
+        buf = _Buffer(per, d.source_shape[1:], c)
         for a in range(0, src_rows, per):
-            rows = _rows(source, d.source, a, min(a + per, src_rows))
-            yield a, rows.to(d.dtype).to(c) * factor
+            rows = _rows(source, d.source, a, min(a + per, src_rows)).to(d.dtype)
+            yield a, buf.fill(rows).mul_(factor) if factor != 1.0 else buf.fill(rows)
+            del rows
             release_freed()
 
     def tgt_chunks() -> Iterator[tuple[int, torch.Tensor]]:
+        buf = _Buffer(per, d.shape[1:], c)
         for a in range(0, tgt_rows, per):
-            yield a, _rows(target, d.name, a, min(a + per, tgt_rows)).to(c)
+            yield a, buf.fill(_rows(target, d.name, a, min(a + per, tgt_rows)))
             release_freed()  # threads' arenas keep freed chunks otherwise (measured)
 
     if ins == [0]:  # a [in, out] matrix (GPT-2's Conv1D): accumulate over input rows
@@ -262,6 +267,20 @@ def _compare_copy(source, target, plan, d: Decision, level: Level, per: int, see
         del got, want
         release_freed()
     return worst
+
+
+class _Buffer:
+    """One chunk's rows in the check's dtype, converted into the same memory each time."""
+
+    def __init__(self, rows: int, tail: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.rows, self.tail, self.dtype, self.data = rows, tuple(tail), dtype, None
+
+    def fill(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self.data is None:  # allocated at the first chunk, at most ``rows`` long
+            self.data = torch.empty((min(self.rows, len(chunk)), *self.tail), dtype=self.dtype)
+        if len(chunk) > len(self.data):
+            self.data = torch.empty((len(chunk), *self.tail), dtype=self.dtype)
+        return self.data[: len(chunk)].copy_(chunk)
 
 
 def _expand_out(t: torch.Tensor, axis: int, space) -> torch.Tensor:

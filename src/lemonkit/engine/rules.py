@@ -98,12 +98,13 @@ def expand_in(
     u_shape = list(t.shape)
     u_shape[axis] = 1
     u = None
+    std = None  # of the whole chunk: computed once, for the first run of extras
     for start, first, n, rank, count in runs:
         part = out.narrow(axis, start, n)
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            std = fixed_std(t)
+            std = fixed_std(t) if std is None else std
             part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
         elif count == 1:
             continue

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from lemonkit.engine.cancel import cancelling, pair_units
+from lemonkit.engine.copies import is_copy, iter_copy
 from lemonkit.engine.lazy import LazyTensor, materialize
 from lemonkit.engine.reductions import fixed_mean
 from lemonkit.engine.rules import (
@@ -134,6 +135,9 @@ def iter_expand_tensor(
     if d.op == "identity":  # a norm that must pass its (normalised) input through: (1, 0)
         fill = torch.ones if isinstance(d.axes[0], Gamma) else torch.zeros
         yield fill(d.shape, dtype=d.dtype)
+        return
+    if compute_dtype is None and is_copy(plan, d):  # no arithmetic: the rows as stored
+        yield from iter_copy(d, tensor, max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:]))))
         return
     compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
     chunks = _iter_width(plan, d, d.seed_name, tensor, compute)

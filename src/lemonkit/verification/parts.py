@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from lemonkit.engine.copies import is_copy
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.engine.tensor import _per_segment, _row_sources, iter_expand_tensor
 from lemonkit.io.checkpoint import Checkpoint
@@ -91,6 +92,7 @@ def check_parts(
             return d, None, f"stored {dtype} {tuple(shape)}"
         how = "probe" if probe_kind(plan, d) else "recompute"
         check = _probe if how == "probe" else _recompute
+        check = _compare_copy if is_copy(plan, d) else check  # bytewise, no arithmetic
         err = check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
         release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
         return d, how, err
@@ -190,15 +192,20 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
     ins = [a for a, r in grown.items() if isinstance(r, In)]
     src_rows, tgt_rows = d.source_shape[0], d.shape[0]
 
+    # each chunk is converted into one reused buffer (consumed before the next chunk):
+    # fresh buffers, returned to the system after every chunk, page-fault each time
     def src_chunks() -> Iterator[tuple[int, torch.Tensor]]:
+        buf = _Buffer(per, d.source_shape[1:], c)
         for a in range(0, src_rows, per):
-            rows = _rows(source, d.source, a, min(a + per, src_rows))
-            yield a, rows.to(d.dtype).to(c) * factor
+            rows = _rows(source, d.source, a, min(a + per, src_rows)).to(d.dtype)
+            yield a, buf.fill(rows).mul_(factor) if factor != 1.0 else buf.fill(rows)
+            del rows
             release_freed()
 
     def tgt_chunks() -> Iterator[tuple[int, torch.Tensor]]:
+        buf = _Buffer(per, d.shape[1:], c)
         for a in range(0, tgt_rows, per):
-            yield a, _rows(target, d.name, a, min(a + per, tgt_rows)).to(c)
+            yield a, buf.fill(_rows(target, d.name, a, min(a + per, tgt_rows)))
             release_freed()  # threads' arenas keep freed chunks otherwise (measured)
 
     if ins == [0]:  # a [in, out] matrix (GPT-2's Conv1D): accumulate over input rows
@@ -242,6 +249,38 @@ def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int)
         del pieces, want
         release_freed()
     return worst
+
+
+def _compare_copy(source, target, plan, d: Decision, level: Level, per: int, seed: int):
+    """A copied tensor (:func:`~lemonkit.engine.copies.is_copy`): its stored rows against
+    the source's rows in the output dtype, bytewise; a chunk that differs gets the probe's
+    row error (so -0.0 for 0.0 still passes and a NaN still fails, as before)."""
+    if not d.shape:
+        return _row_error(target[d.name].reshape(1).to(level.dtype),
+                          source[d.source].to(d.dtype).reshape(1).to(level.dtype))  # fmt: skip
+    worst = 0.0
+    for a in range(0, d.shape[0], per):
+        b = min(a + per, d.shape[0])
+        got, want = _rows(target, d.name, a, b), _rows(source, d.source, a, b).to(d.dtype)
+        if not torch.equal(got, want):
+            worst = max(worst, _row_error(got.to(level.dtype), want.to(level.dtype)))
+        del got, want
+        release_freed()
+    return worst
+
+
+class _Buffer:
+    """One chunk's rows in the check's dtype, converted into the same memory each time."""
+
+    def __init__(self, rows: int, tail: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.rows, self.tail, self.dtype, self.data = rows, tuple(tail), dtype, None
+
+    def fill(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self.data is None:  # allocated at the first chunk, at most ``rows`` long
+            self.data = torch.empty((min(self.rows, len(chunk)), *self.tail), dtype=self.dtype)
+        if len(chunk) > len(self.data):
+            self.data = torch.empty((len(chunk), *self.tail), dtype=self.dtype)
+        return self.data[: len(chunk)].copy_(chunk)
 
 
 def _expand_out(t: torch.Tensor, axis: int, space) -> torch.Tensor:
@@ -301,17 +340,21 @@ def _recompute(source, target, plan, d: Decision, level: Level, per: int, seed: 
         value = 1.0 if d.op == "identity" and isinstance(d.axes[0], Gamma) else 0.0
         worst = 0.0
         for a in range(0, d.shape[0], per):
-            t = _rows(target, d.name, a, min(a + per, d.shape[0])).to(c)
-            worst = max(worst, float((t - value).abs().max()))
+            t = _rows(target, d.name, a, min(a + per, d.shape[0]))
+            if not bool((t != value).any()):  # in the stored dtype: no conversion
+                continue
+            worst = max(worst, float((t.to(c) - value).abs().max()))
         return worst
     donor = source[d.donor] if d.donor else None
     worst, start = 0.0, 0
     for chunk in iter_expand_tensor(plan, d, source[d.source], donor):
         n = chunk.shape[0] if chunk.dim() else 1
-        t = _rows(target, d.name, start, start + n).to(c) if chunk.dim() else target[d.name].to(c)
-        want = chunk.to(c).reshape(t.shape)
+        t = _rows(target, d.name, start, start + n) if chunk.dim() else target[d.name]
+        start += n
+        if t.dtype == chunk.dtype and torch.equal(t, chunk.reshape(t.shape)):
+            continue  # the same bytes (a differing chunk gets its error below)
+        t, want = t.to(c), chunk.to(c).reshape(t.shape)
         scale = float(want.abs().max()) if want.numel() else 0.0
         diff = float((t - want).abs().max()) if want.numel() else 0.0
         worst = max(worst, diff / scale if scale else diff)
-        start += n
     return worst

@@ -190,18 +190,22 @@ def test_a_tokenized_config_sizes_the_models_and_keys_the_runs(tmp_path):
     assert model.config.vocab_size == 4100
 
 
+# the small model of the tests that grow one (1 x 32 -> 2 x 64 in the first)
+TINY_LLAMA = {
+    "arch": "llama",
+    "hidden": 32,
+    "layers": 1,
+    "heads": 4,
+    "kv_heads": 2,
+    "intermediate": 64,
+}
+
+
 def test_a_method_of_a_newer_lemonkit_starts_or_says_which_run_needs_it(tmp_path):
     """lemon-paper needs issue 11's options: with them it expands losslessly, without
     them the run stops with a HarnessError naming it (not a bare TypeError)."""
     cfg = {"name": "t", "task": "causal_lm", "data": {"kind": "text_files"}, "preset": {}}
-    small = {
-        "arch": "llama",
-        "hidden": 32,
-        "layers": 1,
-        "heads": 4,
-        "kv_heads": 2,
-        "intermediate": 64,
-    }
+    small = dict(TINY_LLAMA)
     cfg["preset"]["p"] = {
         "seeds": [0],
         "seq_len": 16,
@@ -238,14 +242,7 @@ def test_skip_unavailable_runs_the_rest_and_the_report_ignores_prepared_data(tmp
     """A method this lemonkit lacks stops the experiment, or with ``skip_unavailable`` is
     skipped while the rest runs; the report reads no JSON under ``.cache/``."""
     data = tomllib.loads((ROOT / "experiments" / "configs" / "lm_llama.toml").read_text())
-    small = {
-        "arch": "llama",
-        "hidden": 32,
-        "layers": 1,
-        "heads": 4,
-        "kv_heads": 2,
-        "intermediate": 64,
-    }
+    small = dict(TINY_LLAMA)
     preset = {
         "small": small,
         "large": {**small, "layers": 2},

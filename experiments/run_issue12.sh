@@ -8,18 +8,13 @@
 #   experiments/run_issue12.sh --report   # RESULTS.md only
 #
 # Environment: PYTHON (default python), THREADS (torch threads, default 2), OUT (--smoke's
-# folder). lemon-paper and lemon-cancel need lemonkit's depth="cancel", split="paper" and
-# new_blocks="next" (issue 11); without them the real runs stop at the first such run.
+# folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 THREADS=${THREADS:-2}
 RUN=("$PY" experiments/run.py --threads "$THREADS")
 LOG=experiments/results/issue12.log  # git-ignored
-
-have_issue11() {
-    "$PY" -c "import lemonkit, sys; sys.exit(0 if 'cancel' in lemonkit.DEPTHS and hasattr(lemonkit, 'tied_units') else 1)"
-}
 
 run_preset() {  # CONFIG PRESET: every run of one preset, no report (written once at the end)
     echo "== $1 $2 ($(date -u +%H:%M:%S))" | tee -a "$LOG"
@@ -29,7 +24,7 @@ run_preset() {  # CONFIG PRESET: every run of one preset, no report (written onc
 case "${1:-}" in
 --smoke)
     out=${OUT:-$(mktemp -d)}
-    "${RUN[@]}" experiments/smoke_issue12.toml --preset smoke --out "$out" --skip-unavailable --quiet
+    "${RUN[@]}" experiments/smoke_issue12.toml --preset smoke --out "$out" --quiet
     grep -A3 "^| method" "$out/RESULTS.md" | head -4
     echo "smoke results: $out/RESULTS.md"
     ;;
@@ -37,13 +32,11 @@ case "${1:-}" in
     "$PY" experiments/run.py --report
     ;;
 --gpu)
-    have_issue11 || echo "warning: this lemonkit lacks issue 11's options" | tee -a "$LOG"
     "$PY" experiments/run.py experiments/configs/lm_llama.toml --preset medium --no-report --quiet
     "$PY" experiments/run.py experiments/configs/vit.toml --preset large --no-report --quiet
     "$PY" experiments/run.py --report
     ;;
 "")
-    have_issue11 || echo "warning: this lemonkit lacks issue 11's options" | tee -a "$LOG"
     # the headline first, then when to grow, the BERT that learns, the other families
     for spec in "lm_llama small" "lm_llama when" "lm_llama w2x" "lm_llama d4x" "bert small" \
         "vit small" "lm_gpt2 small" "lm_depth small"; do

@@ -16,7 +16,6 @@ import torch
 import lemonkit
 from lemonkit.harness import experiment, stats, tokenize
 from lemonkit.harness.data import TextData
-from lemonkit.harness.errors import UnavailableMethodError
 from lemonkit.harness.experiment import Experiment, load_experiment
 from lemonkit.harness.growth import GROWTHS, PAPER_C4, add_noise
 from lemonkit.harness.loop import RunConfig
@@ -230,17 +229,13 @@ def test_a_method_of_a_newer_lemonkit_starts_or_says_which_run_needs_it(tmp_path
         torch.randint(0, 256, (2000,), dtype=torch.uint8),
     )
     spec = next(s for s in exp.specs() if s.name == "lemon-paper-s0")
-    try:
-        _, facts = experiment._init_model(exp, spec, data)
-    except UnavailableMethodError as e:
-        assert "lemon-paper-s0" in str(e)
-    else:
-        assert facts["init_rel_error"] < 1e-5 and facts["growth"]["split"] == "paper"
+    _, facts = experiment._init_model(exp, spec, data)
+    assert facts["init_rel_error"] < 1e-5 and facts["growth"]["split"] == "paper"
 
 
-def test_skip_unavailable_runs_the_rest_and_the_report_ignores_prepared_data(tmp_path):
-    """A method this lemonkit lacks stops the experiment, or with ``skip_unavailable`` is
-    skipped while the rest runs; the report reads no JSON under ``.cache/``."""
+def test_type2_and_stack_runs_and_the_report_ignores_prepared_data(tmp_path):
+    """``lemon-cancel`` (type-2 depth) and ``stack`` both run; the report reads no JSON
+    under ``.cache/``."""
     data = tomllib.loads((ROOT / "experiments" / "configs" / "lm_llama.toml").read_text())
     small = dict(TINY_LLAMA)
     preset = {
@@ -259,13 +254,9 @@ def test_skip_unavailable_runs_the_rest_and_the_report_ignores_prepared_data(tmp
     }
     cfg = {"name": "t", "task": "causal_lm", "data": data["data"], "preset": {"p": preset}}
     exp = experiment.experiment_from_config(cfg, "p", tmp_path)
-    available = "cancel" in lemonkit.DEPTHS
-    if not available:
-        with pytest.raises(UnavailableMethodError, match="lemon-cancel-s0"):
-            experiment.run_experiment(exp, progress=False)
-    experiment.run_experiment(exp, progress=False, skip_unavailable=True)
+    experiment.run_experiment(exp, progress=False)
     assert (exp.out / "stack-s0.json").exists()
-    assert (exp.out / "lemon-cancel-s0.json").exists() == available
+    assert json.loads((exp.out / "lemon-cancel-s0.json").read_text())["growth"]["depth"] == "cancel"
     prepared = tmp_path / ".cache" / "tokenizers"
     prepared.mkdir(parents=True)
     (prepared / "bpe-300-0.json").write_text('{"model": {}}')  # a tokenizer, not a run

@@ -42,11 +42,6 @@ def parser(default_out: Path | None = None) -> argparse.ArgumentParser:
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--force", action="store_true", help="re-run finished runs")
-    ap.add_argument(
-        "--skip-unavailable",
-        action="store_true",
-        help="skip runs whose growth method this lemonkit lacks (instead of stopping)",
-    )
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     return ap
@@ -79,13 +74,7 @@ def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // size))
     for config in [] if args.report else args.config:
         exp = load_experiment(config, args.preset, args.out)
-        run_experiment(
-            exp,
-            args.only,
-            progress=not args.quiet,
-            force=args.force,
-            skip_unavailable=args.skip_unavailable,
-        )
+        run_experiment(exp, args.only, progress=not args.quiet, force=args.force)
     if args.report or (not args.no_report and rank == 0 and not args.only):
         written = write_results(args.out)
         if not args.quiet:

@@ -21,8 +21,3 @@ class DataMissingError(HarnessError):
 class StaleCheckpointError(HarnessError, ValueError):
     """A run's leftover checkpoint was written under other settings (delete it, or
     ``--force``)."""
-
-
-class UnavailableMethodError(HarnessError):
-    """A run's growth method needs an option or rule this lemonkit does not have (e.g.
-    ``depth="cancel"`` before it was built); ``--skip-unavailable`` skips such runs."""

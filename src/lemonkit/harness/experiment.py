@@ -33,7 +33,7 @@ import lemonkit
 from lemonkit.harness import loop, tokenize
 from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
 from lemonkit.harness.data import ImageData, TextData
-from lemonkit.harness.errors import HarnessError, UnavailableMethodError
+from lemonkit.harness.errors import HarnessError
 from lemonkit.harness.growth import add_noise, tied_count
 from lemonkit.harness.models import TASKS, build_model, expand_kwargs
 from lemonkit.harness.runs import RunSpec, is_lossy, key_fields, run_specs
@@ -179,16 +179,9 @@ def _init_model(exp: Experiment, spec: RunSpec, data) -> tuple[torch.nn.Module, 
         return build_model(exp.p["large"], exp.task, seq, seed=spec.seed), {}
     small = load_small_model(exp, spec.source)
     growth = {"seed": spec.seed, "method": spec.method, "depth": spec.depth, **spec.options}
-    if spec.depth not in lemonkit.DEPTHS or spec.method not in lemonkit.METHODS:
-        raise UnavailableMethodError(f"{spec.name}: this lemonkit has no rule for {growth}")
-    try:
-        big = lemonkit.expand(
-            small, **expand_kwargs(exp.p["large"]), **growth, allow_lossy=is_lossy(spec)
-        )
-    except TypeError as e:  # an option of a newer lemonkit (split, sigma, new_blocks)
-        raise UnavailableMethodError(
-            f"{spec.name}: this lemonkit cannot grow with {growth}: {e}"
-        ) from e
+    big = lemonkit.expand(
+        small, **expand_kwargs(exp.p["large"]), **growth, allow_lossy=is_lossy(spec)
+    )
     if spec.noise_snr is not None:  # HyperCloning-style: equal splits, then noise
         add_noise(big, spec.noise_snr, seed=spec.seed)
     facts = {"init_rel_error": init_error(small, big, exp, data), "growth": growth}
@@ -332,21 +325,13 @@ def run_experiment(
     only: list[str] | None = None,
     progress: bool = True,
     force: bool = False,
-    skip_unavailable: bool = False,
 ) -> list[dict]:
-    """Every run of ``exp`` in dependency order (``only``: a subset by name).
-    ``skip_unavailable``: skip, with a warning, runs whose growth method this lemonkit
-    lacks (``UnavailableMethodError``) instead of stopping there."""
+    """Every run of ``exp`` in dependency order (``only``: a subset by name)."""
     data = load_data(exp)
     records = []
     for spec in exp.specs():
         if only and spec.name not in only:
             continue
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
-        try:
-            records.append(run_one(exp, spec, data, progress, force=force))
-        except UnavailableMethodError as e:
-            if not skip_unavailable:
-                raise
-            log.warning("skipped: %s", e)
+        records.append(run_one(exp, spec, data, progress, force=force))
     return records

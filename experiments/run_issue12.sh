@@ -7,13 +7,14 @@
 #   experiments/run_issue12.sh --smoke    # a few steps of a tiny config into a temporary folder
 #   experiments/run_issue12.sh --report   # RESULTS.md only
 #
-# Environment: PYTHON (default python), THREADS (torch threads, default 2), OUT (--smoke's
-# folder).
+# Environment: PYTHON (default python), JOBS (runs at a time on the CPUs, default 0: one per
+# core), THREADS (torch threads per run, default 0: cores / JOBS), OUT (--smoke's folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-THREADS=${THREADS:-2}
-RUN=("$PY" experiments/run.py --threads "$THREADS")
+JOBS=${JOBS:-0}
+THREADS=${THREADS:-0}
+RUN=("$PY" experiments/run.py --jobs "$JOBS" --threads "$THREADS")
 LOG=experiments/results/issue12.log  # git-ignored
 
 run_preset() {  # CONFIG PRESET: every run of one preset, no report (written once at the end)

@@ -200,9 +200,8 @@ TINY_LLAMA = {
 }
 
 
-def test_a_method_of_a_newer_lemonkit_starts_or_says_which_run_needs_it(tmp_path):
-    """lemon-paper needs issue 11's options: with them it expands losslessly, without
-    them the run stops with a HarnessError naming it (not a bare TypeError)."""
+def test_the_paper_construction_starts_losslessly(tmp_path):
+    """lemon-paper (split="paper", sigma, new_blocks="next") expands without loss."""
     cfg = {"name": "t", "task": "causal_lm", "data": {"kind": "text_files"}, "preset": {}}
     small = dict(TINY_LLAMA)
     cfg["preset"]["p"] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch.distributed as dist
 
 from lemonkit import LemonkitError
 from lemonkit.harness import loop
+from lemonkit.harness.errors import HarnessError
 from lemonkit.harness.experiment import load_experiment, run_experiment
 from lemonkit.harness.report import write_results
 
@@ -42,6 +44,13 @@ def parser(default_out: Path | None = None) -> argparse.ArgumentParser:
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--force", action="store_true", help="re-run finished runs")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time, each in its own process of --threads threads (default 1; "
+        "0: one per core, one thread each)",
+    )
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     return ap
@@ -70,11 +79,19 @@ def run(args: argparse.Namespace) -> None:
     rank, size = loop.world()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on a GPU
+    if args.jobs < 0:
+        raise HarnessError(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
+    if args.jobs != 1 and size > 1:
+        raise HarnessError("--jobs runs several runs at once; under torchrun, leave it at 1")
+    jobs = args.jobs or os.cpu_count() or 1
     if args.threads or size > 1:
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // size))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     for config in [] if args.report else args.config:
         exp = load_experiment(config, args.preset, args.out)
-        run_experiment(exp, args.only, progress=not args.quiet, force=args.force)
+        run_experiment(
+            exp, args.only, progress=not args.quiet, force=args.force, jobs=jobs, threads=threads
+        )
     if args.report or (not args.no_report and rank == 0 and not args.only):
         written = write_results(args.out)
         if not args.quiet:

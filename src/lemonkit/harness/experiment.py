@@ -30,6 +30,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 import lemonkit
+from lemonkit.harness import jobs as jobs_module
 from lemonkit.harness import loop, tokenize
 from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
 from lemonkit.harness.data import ImageData, TextData
@@ -325,13 +326,18 @@ def run_experiment(
     only: list[str] | None = None,
     progress: bool = True,
     force: bool = False,
+    jobs: int = 1,
+    threads: int = 1,
 ) -> list[dict]:
-    """Every run of ``exp`` in dependency order (``only``: a subset by name)."""
-    data = load_data(exp)
+    """Every run of ``exp`` in dependency order (``only``: a subset by name); ``jobs`` > 1
+    runs that many at a time in worker processes of ``threads`` torch threads each
+    (:mod:`lemonkit.harness.jobs`)."""
+    data = load_data(exp)  # also trains the tokenizer once, before any worker needs it
+    specs = [s for s in exp.specs() if not only or s.name in only]
+    if jobs > 1:
+        return jobs_module.run_in_phases(exp, specs, jobs, threads, force=force)
     records = []
-    for spec in exp.specs():
-        if only and spec.name not in only:
-            continue
+    for spec in specs:
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
         records.append(run_one(exp, spec, data, progress, force=force))
     return records

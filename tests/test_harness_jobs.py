@@ -1,0 +1,72 @@
+"""``run.py --jobs N``: runs of a preset in worker processes, phase by phase."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import torch
+
+from lemonkit.harness import experiment
+from lemonkit.harness.cli import main
+from lemonkit.harness.jobs import phases
+
+ROOT = Path(__file__).parents[1]
+TINY = {"arch": "llama", "hidden": 32, "layers": 1, "heads": 4, "kv_heads": 2, "intermediate": 64}
+
+
+def _config() -> dict:
+    data = tomllib.loads((ROOT / "experiments" / "configs" / "lm_llama.toml").read_text())
+    preset = {
+        "small": TINY,
+        "large": {**TINY, "hidden": 48, "heads": 6, "kv_heads": 3, "layers": 2},
+        "seq_len": 16,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup": 1,
+        "small_steps": 4,
+        "steps": 8,
+        "eval_every": 4,
+        "eval_batches": 1,
+        "seeds": [0, 1],
+        "baselines": ["stack"],
+        "grow_after": [0.5],
+    }
+    return {"name": "t", "task": "causal_lm", "data": data["data"], "preset": {"p": preset}}
+
+
+def test_phases_put_sources_then_references_then_the_rest():
+    exp = experiment.experiment_from_config(_config(), "p", Path("unused"))
+    names = [[s.name for s in p] for p in phases(exp.specs())]
+    assert names[0] == ["small", "small-x0.5"]
+    assert names[1] == ["scratch-s0", "scratch-s1"]
+    assert {"lemon-s0", "stack-s0", "lemon-x0.5-s0"} <= set(names[2])
+
+
+def test_two_jobs_give_the_records_of_one(tmp_path):
+    """The same runs, one at a time in this process or two at a time in workers (one
+    thread each): identical validation histories, and every record on disk."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = experiment.experiment_from_config(_config(), "p", tmp_path / "one")
+        a = experiment.run_experiment(one, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    two = experiment.experiment_from_config(_config(), "p", tmp_path / "two")
+    b = experiment.run_experiment(two, progress=False, jobs=2, threads=1)
+    assert (
+        [r["run"]["name"] for r in a]
+        == [r["run"]["name"] for r in b]
+        == [s.name for s in one.specs()]
+    )
+    for ra, rb in zip(a, b, strict=True):
+        assert [h["val_loss"] for h in ra["history"]] == [h["val_loss"] for h in rb["history"]]
+        saved = json.loads((two.out / f"{rb['run']['name']}.json").read_text())
+        assert saved["history"] == rb["history"]
+
+
+def test_jobs_must_not_be_negative(capsys):
+    assert main(["x.toml", "--jobs", "-1"], default_out=Path("unused")) == 2
+    assert "--jobs" in capsys.readouterr().err

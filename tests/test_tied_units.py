@@ -77,3 +77,30 @@ def test_experiments_record_tied_units_at_the_start_and_after_the_first_interval
     hist = run(big, "causal_lm", data, cfg, probe=_tied_probe).history
     assert [("tied_units" in h) for h in hist] == [False, True, False]
     assert start > 0 and hist[1]["tied_units"] > 0  # Net2Net's replicas
+
+
+def _near_by_distance_matrix(vectors: torch.Tensor, atol: float) -> int:
+    """The n x n reference: rows within atol (max norm) of another row."""
+    v = vectors.double()
+    far = torch.cdist(v, v, p=float("inf")) > atol
+    far.fill_diagonal_(True)
+    return int((~far).any(dim=1).sum())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_near_ties_by_projection_order_match_the_distance_matrix(seed):
+    """The sorted-projection search finds exactly the near-tied rows the full distance
+    matrix finds: exact copies, many zero rows, near copies and clusters of them."""
+    from lemonkit.verification.symmetry import _duplicates
+
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(300, 40, generator=g)
+    w[10:60] = 0.0  # many identical rows (a grown stream's zero rows)
+    w[100] = w[101]  # an exact copy
+    w[200] = w[201] + 1e-7 * torch.randn(40, generator=g)  # a near copy
+    w[210:215] = w[220] + 5e-7 * torch.rand(5, 40, generator=g)  # a near cluster
+    w[250] = w[251] + 1e-3  # not near
+    atol = 1e-6 * float(w.abs().max())
+    for m in (w, w.T.contiguous()):
+        assert _duplicates(m, atol) == _near_by_distance_matrix(m, atol)
+    assert _duplicates(w, 0.0) == 50 + 2

@@ -1,7 +1,8 @@
 """The model card of an output folder: ``OUT/README.md``.
 
-YAML front matter for the Hub (``base_model``, ``library_name``, ``tags``, and the
-license carried over from the source's own card when it has one), then the growth
+YAML front matter for the Hub (``base_model`` where the source is a Hub repo id: the Hub
+reads it as one, so a local path is left out; ``library_name``, ``tags``, and the license
+carried over from the source's own card when it has one), then the growth
 (sizes before -> after, parameters, method, depth rule, seed, layer map), the
 verification result and how to train the model with ``LemonTrainer``. The source's card
 is read for its license only: it describes another model and is never copied.
@@ -55,7 +56,8 @@ def card_text(
 ) -> str:
     """The whole card: front matter, growth, verification, training."""
     meta = {
-        "base_model": source.name,
+        # the Hub links base_model to a repo page: a Hub id only, never a local path
+        **({"base_model": source.repo_id} if source.repo_id else {}),
         "library_name": "transformers",
         **source_license(source.path),
         "tags": TAGS,

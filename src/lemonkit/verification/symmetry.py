@@ -73,10 +73,41 @@ def _duplicates(vectors: torch.Tensor, atol: float) -> int:
     """How many of the vectors (rows) equal another within ``atol`` (max norm)."""
     if len(vectors) < 2:
         return 0
-    if atol == 0.0:
-        _, inverse, counts = torch.unique(vectors, dim=0, return_inverse=True, return_counts=True)
-        return int((counts[inverse] > 1).sum())
-    v = vectors.double()
-    far = torch.cdist(v, v, p=float("inf")) > atol
-    far.fill_diagonal_(True)
-    return int((~far).any(dim=1).sum())
+    unique, inverse, counts = torch.unique(vectors, dim=0, return_inverse=True, return_counts=True)
+    tied = counts > 1  # exact copies (one sort, whatever their number)
+    if atol > 0.0 and len(unique) > 1:
+        tied |= near_any(unique.double(), atol)
+    return int(tied[inverse].sum())
+
+
+def near_any(v: torch.Tensor, atol: float) -> torch.Tensor:
+    """Per row of ``v`` (distinct rows): whether another row lies within ``atol`` (max norm).
+
+    Rows within ``atol`` of each other have projections onto a fixed vector ``r`` within
+    ``atol * |r|_1``, so after sorting the rows by that projection only neighbours closer
+    than that in projection are compared: O(n log n + candidates) row comparisons, not the
+    n x n of a distance matrix (a wide MLP has tens of thousands of rows).
+
+    Example:
+        >>> near_any(torch.tensor([[0.0, 1.0], [1e-9, 1.0], [5.0, 5.0]]), 1e-6).tolist()
+        [True, True, False]
+    """
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(v.shape[1], generator=gen, dtype=v.dtype)
+    proj = v @ r
+    order = proj.argsort()
+    v, proj = v[order], proj[order]
+    r1 = float(r.abs().sum())
+    # the projections' own rounding (float64) must not hide a near pair: a generous margin
+    bound = atol * r1 + 1e-12 * r1 * float(v.abs().max())
+    near = torch.zeros(len(v), dtype=torch.bool)
+    for k in range(1, len(v)):  # pairs k apart in projection order
+        close = ((proj[k:] - proj[:-k]) <= bound).nonzero().flatten()
+        if len(close) == 0:  # sorted: pairs further apart are further in projection too
+            break
+        hit = close[(v[close + k] - v[close]).abs().amax(dim=1) <= atol]
+        near[hit] = True
+        near[hit + k] = True
+    out = torch.empty_like(near)
+    out[order] = near
+    return out

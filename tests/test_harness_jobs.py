@@ -70,3 +70,17 @@ def test_two_jobs_give_the_records_of_one(tmp_path):
 def test_jobs_must_not_be_negative(capsys):
     assert main(["x.toml", "--jobs", "-1"], default_out=Path("unused")) == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_prune_removes_only_the_runs_the_preset_no_longer_lists(tmp_path):
+    exp = experiment.experiment_from_config(_config(), "p", tmp_path)
+    exp.out.mkdir(parents=True)
+    keep = ["small.json", "small.safetensors", "scratch-s0.json", "summary.json"]
+    old = ["aki-default-s0.json", "small-x3.safetensors"]
+    for name in keep + old:
+        (exp.out / name).write_text("{}")
+    (exp.out / "ckpt" / "aki-default-s0").mkdir(parents=True)
+    assert [f.name for f in experiment.stale_results(exp)] == sorted(old)
+    experiment.prune(exp)
+    assert sorted(f.name for f in exp.out.iterdir()) == sorted([*keep, "ckpt"])
+    assert not (exp.out / "ckpt" / "aki-default-s0").exists()

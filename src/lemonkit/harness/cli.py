@@ -24,7 +24,7 @@ import torch.distributed as dist
 from lemonkit import LemonkitError
 from lemonkit.harness import loop
 from lemonkit.harness.errors import HarnessError
-from lemonkit.harness.experiment import load_experiment, run_experiment
+from lemonkit.harness.experiment import load_experiment, prune, run_experiment
 from lemonkit.harness.report import write_results
 
 
@@ -50,6 +50,11 @@ def parser(default_out: Path | None = None) -> argparse.ArgumentParser:
         default=1,
         help="runs at a time, each in its own process of --threads threads (default 1; "
         "0: one per core, one thread each)",
+    )
+    ap.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the results of runs the configs' presets no longer list (then run)",
     )
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--quiet", action="store_true")
@@ -89,6 +94,8 @@ def run(args: argparse.Namespace) -> None:
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     for config in [] if args.report else args.config:
         exp = load_experiment(config, args.preset, args.out)
+        if args.prune and rank == 0:
+            prune(exp)
         run_experiment(
             exp, args.only, progress=not args.quiet, force=args.force, jobs=jobs, threads=threads
         )

@@ -341,3 +341,21 @@ def run_experiment(
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
         records.append(run_one(exp, spec, data, progress, force=force))
     return records
+
+
+def stale_results(exp: Experiment) -> list[Path]:
+    """Run records (and source weights) in the preset's folder that its config no longer
+    lists: an older protocol's runs, which the report would otherwise show."""
+    names = {s.name for s in exp.specs()} | {"summary"}
+    files = [*exp.out.glob("*.json"), *exp.out.glob("*.safetensors")]
+    return sorted(f for f in files if f.stem not in names)
+
+
+def prune(exp: Experiment) -> list[Path]:
+    """Delete :func:`stale_results` and their checkpoints; returns what was deleted."""
+    stale = stale_results(exp)
+    for f in stale:
+        log.warning("removing %s (not a run of %s/%s any more)", f, exp.name, exp.preset)
+        f.unlink()
+        remove_checkpoint(exp.out / "ckpt" / f.stem)
+    return stale

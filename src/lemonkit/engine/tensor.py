@@ -36,6 +36,7 @@ from lemonkit.engine.rules import (
 )
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.errors import CheckpointError
+from lemonkit.plan.cancel import group_sizes
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.new_blocks import cancel_axis
 from lemonkit.plan.planner import ExpansionPlan, make_plan
@@ -130,7 +131,9 @@ def iter_expand_tensor(
     if d.op == "cancel":  # a type-2 new block's branch output (depth "cancel")
         axis = cancel_axis(plan, d.shape, d.axes)
         gen = _generator(plan.seed, f"{d.seed_name}#cancel")
-        yield cancelling(d.shape, axis, plan.maps[d.axes[axis].space], plan.sigma, gen, d.dtype)
+        name = d.axes[axis].space
+        group = group_sizes(plan.maps, plan.table.derived).get(name, 1)
+        yield cancelling(d.shape, axis, plan.maps[name], plan.sigma, gen, d.dtype, group)
         return
     if d.op == "identity":  # a norm that must pass its (normalised) input through: (1, 0)
         fill = torch.ones if isinstance(d.axes[0], Gamma) else torch.zeros
@@ -142,7 +145,8 @@ def iter_expand_tensor(
     compute = compute_dtype or (torch.float32 if d.dtype.itemsize <= 2 else torch.float64)
     chunks = _iter_width(plan, d, d.seed_name, tensor, compute)
     if d.paired:
-        yield pair_units(plan.maps, d.axes, torch.cat(list(chunks)))
+        groups = group_sizes(plan.maps, plan.table.derived)
+        yield pair_units(plan.maps, d.axes, torch.cat(list(chunks)), groups)
         return
     if donor is None:
         yield from chunks

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from lemonkit.engine.reductions import fixed_mean, fixed_std
+from lemonkit.engine.reductions import fixed_mean, sampled_std
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.spaces import SpaceMap
 
@@ -82,8 +82,9 @@ def expand_in(
     remainder; Phi is clipped where an element is too small to hold it exactly
     (:func:`_additive_noise`).
     ``equal``: every copy is W/c (identical; exact sums when c is a power of 2). Extra
-    columns get N(0, std(W)^2): they only ever multiply zeros. Softmax-diluted copies
-    (:func:`_split_diluted`) take ``paper`` as ``lemon``.
+    columns get N(0, std(W)^2), std over a bounded sample of the chunk
+    (:func:`~lemonkit.engine.reductions.sampled_std`): they only ever multiply zeros.
+    Softmax-diluted copies (:func:`_split_diluted`) take ``paper`` as ``lemon``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -98,13 +99,13 @@ def expand_in(
     u_shape = list(t.shape)
     u_shape[axis] = 1
     u = None
-    std = None  # of the whole chunk: computed once, for the first run of extras
+    std = None  # of the chunk (a bounded sample): computed once, for the first run of extras
     for start, first, n, rank, count in runs:
         part = out.narrow(axis, start, n)
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            std = fixed_std(t) if std is None else std
+            std = sampled_std(t) if std is None else std
             part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
         elif count == 1:
             continue

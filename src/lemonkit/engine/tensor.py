@@ -26,6 +26,7 @@ from lemonkit.engine.cancel import cancelling, pair_units
 from lemonkit.engine.copies import is_copy, iter_copy
 from lemonkit.engine.lazy import LazyTensor, materialize
 from lemonkit.engine.reductions import fixed_mean
+from lemonkit.engine.replicas import untie_replicas
 from lemonkit.engine.rules import (
     copy_ranks,
     expand_beta,
@@ -320,55 +321,9 @@ def _expand_block(
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):
         t = _expand_norm(plan, d, t, gen)
     if d.untie:
-        t = _untie_replicas(plan, d, t, from_axis, row_start)
+        gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
+        t = untie_replicas(plan, d, t, from_axis, row_start, gen)
     return t.to(d.dtype).contiguous()
-
-
-def _untie_replicas(
-    plan: ExpansionPlan, d: Decision, t: torch.Tensor, from_axis: int, row_start: int
-) -> torch.Tensor:
-    """A new block's replicated units (channels of a producer axis whose source unit has
-    several copies) get their own N(0, untie^2) noise on their fan-in, so replicas compute
-    different outputs and get different gradients. Lossless: the block's residual branch
-    ends in a zeroed linear, so nothing it computes reaches the output.
-
-    Noise is drawn for the replicated channels only (one producer axis with replicas,
-    the usual case), or for the whole tensor under a mask (several)."""
-    replicated = _replicated_channels(plan, d, t, from_axis, row_start)
-    if not replicated:
-        return t
-    gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
-    if len(replicated) == 1:
-        ((axis, flags),) = replicated.items()
-        index = flags.nonzero().flatten()
-        shape = list(t.shape)
-        shape[axis] = len(index)
-        noise = torch.randn(shape, generator=gen, dtype=t.dtype).mul_(d.untie)
-        return t.index_add(axis, index, noise)  # out of place: t may view the source
-    mask = None
-    for axis, flags in replicated.items():
-        shape = [1] * t.dim()
-        shape[axis] = -1
-        mask = flags.view(shape) if mask is None else mask | flags.view(shape)
-    return t + torch.randn(t.shape, generator=gen, dtype=t.dtype).mul_(d.untie) * mask
-
-
-def _replicated_channels(
-    plan: ExpansionPlan, d: Decision, t: torch.Tensor, from_axis: int, row_start: int
-) -> dict[int, torch.Tensor]:
-    """Per producer axis of ``t`` with a replicated unit: its channels' replica flags
-    (axis 0 cut to the chunk's rows when the chunk is a run of rows)."""
-    out = {}
-    for axis, rule in enumerate(d.axes):
-        if not isinstance(rule, Out):
-            continue
-        maps = _maps(plan, rule.space)
-        replicated = torch.cat([copy_ranks(m.channel_sources())[1] > 1 for m in maps])
-        if axis < from_axis:  # axis 0 of a chunk of rows
-            replicated = replicated[row_start : row_start + t.shape[0]]
-        if bool(replicated.any()):
-            out[axis] = replicated
-    return out
 
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:

@@ -64,6 +64,7 @@ def expand_in(
     storage: torch.dtype | None = None,
     sigma: float = 0.0,
     spread: float = 0.7,
+    noise: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
@@ -85,6 +86,9 @@ def expand_in(
     columns get N(0, std(W)^2), std over a bounded sample of the chunk
     (:func:`~lemonkit.engine.reductions.sampled_std`): they only ever multiply zeros.
     Softmax-diluted copies (:func:`_split_diluted`) take ``paper`` as ``lemon``.
+    ``noise``: the dtype the extras are drawn and scaled in (default: that of ``t``;
+    the compute dtype where ``t`` is in the output dtype, see
+    :func:`~lemonkit.engine.copies.is_direct`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -106,7 +110,8 @@ def expand_in(
             shape = list(t.shape)
             shape[axis] = n
             std = sampled_std(t) if std is None else std
-            part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
+            extra = torch.randn(shape, generator=gen, dtype=noise or t.dtype)
+            part.copy_(extra.mul_(std or 0.02))
         elif count == 1:
             continue
         elif split == "equal":

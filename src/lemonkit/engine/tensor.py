@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from lemonkit.engine.cancel import cancelling, pair_units
-from lemonkit.engine.copies import is_copy, iter_copy
+from lemonkit.engine.copies import is_copy, is_direct, iter_copy
 from lemonkit.engine.lazy import LazyTensor, materialize
 from lemonkit.engine.reductions import fixed_mean
 from lemonkit.engine.replicas import untie_replicas
@@ -209,18 +209,21 @@ def _iter_width(
         yield _expand_block(plan, d, source.to(compute), gen, 0, _expert_gen(plan, d, ""))
         return
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
+    direct = is_direct(plan, d) and fill != "avg"  # rows grown in the output dtype
+    rows_dtype = d.dtype if direct else compute
     mean_row = None
     for start, src, n in consecutive_runs(rows.tolist(), limit=per_chunk):
         if src >= 0:
-            block = _source_rows(source, src, n, d.dtype).to(compute)
+            block = _source_rows(source, src, n, d.dtype).to(rows_dtype)
         elif fill == "avg":
             if mean_row is None:
                 mean_row = fixed_mean(source.to(compute), 0)
             block = mean_row.expand(n, *mean_row.shape[1:]).clone()
         else:
-            block = torch.zeros(n, *source.shape[1:], dtype=compute)
+            block = torch.zeros(n, *source.shape[1:], dtype=rows_dtype)
         gen = _generator(plan.seed, f"{seed_name}@{start}")
-        yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"), start)
+        expert_gen = _expert_gen(plan, d, f"@{start}")
+        yield _expand_block(plan, d, block, gen, 1, expert_gen, start, compute)
 
 
 def _source_rows(source, start: int, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -284,10 +287,13 @@ def _expand_block(
     from_axis: int,
     expert_gen: torch.Generator | None = None,
     row_start: int = 0,
+    compute: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The decision's factors, its expert copy's share, then producer axes, consumer
     axes and norms, for the axes from ``from_axis`` on (``row_start``: the chunk's first
-    target row), then a new block's replicas untied (``Decision.untie``)."""
+    target row), then a new block's replicas untied (``Decision.untie``). ``compute``:
+    the dtype of random extras (default: ``t``'s; ``t`` is in the output dtype for
+    :func:`~lemonkit.engine.copies.is_direct` decisions)."""
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
     if d.embedding_ratio != 1.0:
@@ -315,7 +321,7 @@ def _expand_block(
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
             consumer = lambda t, axis, space: expand_in(  # noqa: E731
-                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread
+                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread, compute
             )
             t = _per_segment(t, axis, rule.space, plan, consumer)
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):

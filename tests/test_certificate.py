@@ -124,3 +124,25 @@ def test_in_order_runs_jobs_at_once_keeps_order_and_bounds_memory():
     assert [int(x[0][0]) for x in items] == list(range(6))
     assert max(seen) >= 2  # jobs overlapped
     assert max(seen) <= 4  # 3 ahead (in_flight 30 = 3 jobs) + the streamed one, in the caller
+
+
+def test_in_order_frees_a_written_tensor_before_computing_past_the_budget():
+    """The tensor just handed to the writer is not held while the next ones are computed
+    (it counted against ``in_flight`` until handed over): memory is the budget, not the
+    budget plus the largest tensor."""
+    import weakref
+
+    refs, alive = [], []
+
+    def job(i):
+        def run():
+            alive.append(sum(r() is not None for r in refs))
+            yield torch.full((4,), float(i))
+
+        return run
+
+    items = in_order([job(i) for i in range(5)], [20] * 5, 2, in_flight=30)
+    while (item := next(items, None)) is not None:
+        refs.append(weakref.ref(item[0]))
+        item = None  # the writer drops it once queued
+    assert len(refs) == 5 and alive == [0] * 5, alive

@@ -49,6 +49,34 @@ def test_default_check_catches_one_planted_row(llama_bf16, tmp_path):
     assert main(["-q", "verify", str(llama_bf16), str(out), "--max-memory", TINY]) == 1
 
 
+def test_a_planted_row_is_caught_on_every_check_path(llama_bf16, tmp_path):
+    """One wrong row in a probed tensor with a consumer axis (sub-block products), a
+    probed one without (embeddings: bytewise first) and a recomputed new-block tensor
+    (untying noise) is named; so is one flipped last bit where the check is bytewise
+    (a probe's tolerance may let one last bit pass)."""
+    out = tmp_path / "big"
+    grow = dict(hidden_size=96, intermediate_size=192, num_layers=3)
+    expand_folder(llama_bf16, out, max_memory=10_000, progress=False, **grow)
+    clean = load_file(out / "model.safetensors")
+    for name, plants in [
+        ("model.layers.0.self_attn.q_proj.weight", ("row",)),
+        ("lm_head.weight", ("row",)),
+        ("model.embed_tokens.weight", ("row", "bit")),
+        ("model.layers.2.mlp.up_proj.weight", ("row", "bit")),
+    ]:
+        for plant in plants:
+            tensors = {n: t.clone() for n, t in clean.items()}
+            if plant == "row":
+                tensors[name][5] *= 1.05
+            else:
+                tensors[name].view(torch.int16)[5, 3] ^= 1
+            save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+            report = certify(llama_bf16, out, max_memory=10_000)
+            assert [f["name"] for f in report.parts["failing"]] == [name], (name, plant)
+    save_file(clean, out / "model.safetensors", metadata={"format": "pt"})
+    assert certify(llama_bf16, out, max_memory=10_000).ok
+
+
 def test_a_wrong_norm_is_caught_by_recomputation(llama_bf16, tmp_path):
     out = tmp_path / "big"
     expand_folder(llama_bf16, out, hidden_size=96, check=False, progress=False)

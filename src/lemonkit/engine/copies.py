@@ -12,7 +12,11 @@ arithmetic on the source's values either: zero extras along producer axes, rando
 (and each source column once) along one consumer axis, as a width growth's attention
 and MLP input projections, embeddings and head. The engine grows their chunks in the
 output dtype; only the random values are drawn in the compute dtype and rounded once,
-as the general path rounds them, so the bytes are the same (tests/test_copies.py).
+as the general path rounds them, so the bytes are the same (tests/test_copies.py), but
+for a new block's untied tensors: there the untying noise is added, in the compute
+dtype, to rows whose random extras are already rounded to the output dtype (the
+general path rounds their sum once), so those entries, which multiply zeros, may differ
+in their last bit.
 
 Example::
 
@@ -54,14 +58,14 @@ def is_copy(plan: ExpansionPlan, d: Decision) -> bool:
 
 def is_direct(plan: ExpansionPlan, d: Decision) -> bool:
     """Whether ``d``'s chunks of rows (axis 0 a run of source rows or extras) can be grown
-    in the output dtype: no factor, norm rule, donor, expert split, untying or pairing;
+    in the output dtype: no factor, norm rule, donor, expert split or pairing;
     along axes 1 and on, producer axes only copy units or add zero extras (no averaged
     ones), and at most one consumer axis grows, by extras only (each source unit at most
     once, no diluted copies: no split, so no arithmetic on the source's values), and
     some axis from 1 on grows."""
     if d.op != "expand" or not d.dtype.is_floating_point or len(d.shape) < 2:
         return False
-    if d.donor or d.expert_copy or d.untie or d.paired:
+    if d.donor or d.expert_copy or d.paired:
         return False
     if (d.stream_scale, d.embedding_ratio, d.norm_scale) != (1.0, 1.0, 1.0):
         return False

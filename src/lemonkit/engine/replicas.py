@@ -27,29 +27,37 @@ def untie_replicas(
     from_axis: int,
     row_start: int,
     gen: torch.Generator,
+    compute: torch.dtype | None = None,
 ) -> torch.Tensor:
     """``t`` (a chunk of rows from ``row_start`` when ``from_axis`` is 1) with
     N(0, ``d.untie``^2) noise added to the replicated channels of its producer axes.
 
     Noise is drawn for the replicated channels only (one producer axis with replicas,
-    the usual case), or for the whole tensor under a mask (several). ``t`` is not
-    modified: it may be a view of the source."""
+    the usual case), or for the whole tensor under a mask (several). Noise and sums are
+    in ``compute`` (default: ``t``'s dtype; the compute dtype where ``t`` is already in
+    the output dtype, :func:`~lemonkit.engine.copies.is_direct`), the result in ``t``'s
+    dtype. ``t`` is not modified: it may be a view of the source."""
     replicated = replicated_channels(plan, d, t, from_axis, row_start)
     if not replicated:
         return t
+    compute = compute or t.dtype
     if len(replicated) == 1:
         ((axis, flags),) = replicated.items()
         index = flags.nonzero().flatten()
         shape = list(t.shape)
         shape[axis] = len(index)
-        noise = torch.randn(shape, generator=gen, dtype=t.dtype).mul_(d.untie)
-        return t.index_add(axis, index, noise)
+        noise = torch.randn(shape, generator=gen, dtype=compute).mul_(d.untie)
+        if t.dtype == compute:
+            return t.index_add(axis, index, noise)
+        noisy = t.index_select(axis, index).to(compute).add_(noise)
+        return t.index_copy(axis, index, noisy.to(t.dtype))
     mask = None
     for axis, flags in replicated.items():
         shape = [1] * t.dim()
         shape[axis] = -1
         mask = flags.view(shape) if mask is None else mask | flags.view(shape)
-    return t + torch.randn(t.shape, generator=gen, dtype=t.dtype).mul_(d.untie) * mask
+    noise = torch.randn(t.shape, generator=gen, dtype=compute).mul_(d.untie) * mask
+    return (t.to(compute) + noise).to(t.dtype)
 
 
 def replicated_channels(

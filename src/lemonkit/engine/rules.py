@@ -40,7 +40,7 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     if space.is_identity:
         return t
     src = space.channel_sources()
-    out = gather(t, axis, src)
+    out = gather(t, axis, src, zeros=False)  # every extra is filled below
     extra = (src < 0).nonzero().flatten()
     if len(extra):
         if space.fill == "avg":
@@ -94,7 +94,7 @@ def expand_in(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if space.is_identity:
         return t
-    out = gather(t, axis, space.channel_sources())
+    out = gather(t, axis, space.channel_sources(), zeros=space.diluted)  # extras: filled below
     runs = split_runs(space)
     if space.diluted:
         split = "lemon" if split == "paper" else split
@@ -252,9 +252,10 @@ def split_runs(space: SpaceMap) -> list[tuple[int, int, int, int, int]]:
     return sorted(runs, key=lambda r: r[3])
 
 
-def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
+def gather(t: torch.Tensor, axis: int, src: torch.Tensor, zeros: bool = True) -> torch.Tensor:
     """``t.index_select(axis, src)`` with zeros for extras (-1), done as a concatenation
     of contiguous runs: copies are long runs, and this is about twice as fast.
+    ``zeros=False``: extras left uninitialised, for a caller that fills every one.
 
     >>> gather(torch.arange(4), 0, torch.tensor([0, 1, 2, 3, 0, 1, -1])).tolist()
     [0, 1, 2, 3, 0, 1, 0]
@@ -264,7 +265,7 @@ def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            pieces.append(t.new_zeros(shape))
+            pieces.append(t.new_zeros(shape) if zeros else t.new_empty(shape))
         else:
             pieces.append(t.narrow(axis, first, n))
     return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()

@@ -328,7 +328,7 @@ def _expand_block(
         t = _expand_norm(plan, d, t, gen)
     if d.untie:
         gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
-        t = untie_replicas(plan, d, t, from_axis, row_start, gen)
+        t = untie_replicas(plan, d, t, from_axis, row_start, gen, compute)
     return t.to(d.dtype).contiguous()
 
 

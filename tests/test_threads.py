@@ -56,3 +56,21 @@ def test_sampled_std_is_close_thread_free_and_meets_every_column():
     marked[:, 7] = 1.0  # one column: sampled only if the stride meets it
     assert sampled_std(marked) > 0.0
     assert sampled_std(t.T) == sampled_std(t.T.contiguous())  # any layout: logical order
+
+
+def test_output_dtype_path_is_thread_count_independent():
+    """A bf16 LLaMA grown in width and depth (extras-only tensors and untied new blocks on
+    the output-dtype path, sampled stds): the same bytes with 1 and 2 torch threads."""
+    small = build("llama", dtype=torch.bfloat16, layers=2)
+    grown = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            big = lemonkit.expand(small, hidden_size=96, intermediate_size=200, num_layers=3)
+            grown.append(big.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert grown[0].keys() == grown[1].keys()
+    for name in grown[0]:
+        assert torch.equal(grown[0][name].view(-1), grown[1][name].view(-1)), name

@@ -49,6 +49,34 @@ def test_default_check_catches_one_planted_row(llama_bf16, tmp_path):
     assert main(["-q", "verify", str(llama_bf16), str(out), "--max-memory", TINY]) == 1
 
 
+def test_a_planted_row_is_caught_on_every_check_path(llama_bf16, tmp_path):
+    """One wrong row in a probed tensor with a consumer axis (sub-block products), a
+    probed one without (embeddings: bytewise first) and a recomputed new-block tensor
+    (untying noise) is named; so is one flipped last bit where the check is bytewise
+    (a probe's tolerance may let one last bit pass)."""
+    out = tmp_path / "big"
+    grow = dict(hidden_size=96, intermediate_size=192, num_layers=3)
+    expand_folder(llama_bf16, out, max_memory=10_000, progress=False, **grow)
+    clean = load_file(out / "model.safetensors")
+    for name, plants in [
+        ("model.layers.0.self_attn.q_proj.weight", ("row",)),
+        ("lm_head.weight", ("row",)),
+        ("model.embed_tokens.weight", ("row", "bit")),
+        ("model.layers.2.mlp.up_proj.weight", ("row", "bit")),
+    ]:
+        for plant in plants:
+            tensors = {n: t.clone() for n, t in clean.items()}
+            if plant == "row":
+                tensors[name][5] *= 1.05
+            else:
+                tensors[name].view(torch.int16)[5, 3] ^= 1
+            save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+            report = certify(llama_bf16, out, max_memory=10_000)
+            assert [f["name"] for f in report.parts["failing"]] == [name], (name, plant)
+    save_file(clean, out / "model.safetensors", metadata={"format": "pt"})
+    assert certify(llama_bf16, out, max_memory=10_000).ok
+
+
 def test_a_wrong_norm_is_caught_by_recomputation(llama_bf16, tmp_path):
     out = tmp_path / "big"
     expand_folder(llama_bf16, out, hidden_size=96, check=False, progress=False)
@@ -124,3 +152,25 @@ def test_in_order_runs_jobs_at_once_keeps_order_and_bounds_memory():
     assert [int(x[0][0]) for x in items] == list(range(6))
     assert max(seen) >= 2  # jobs overlapped
     assert max(seen) <= 4  # 3 ahead (in_flight 30 = 3 jobs) + the streamed one, in the caller
+
+
+def test_in_order_frees_a_written_tensor_before_computing_past_the_budget():
+    """The tensor just handed to the writer is not held while the next ones are computed
+    (it counted against ``in_flight`` until handed over): memory is the budget, not the
+    budget plus the largest tensor."""
+    import weakref
+
+    refs, alive = [], []
+
+    def job(i):
+        def run():
+            alive.append(sum(r() is not None for r in refs))
+            yield torch.full((4,), float(i))
+
+        return run
+
+    items = in_order([job(i) for i in range(5)], [20] * 5, 2, in_flight=30)
+    while (item := next(items, None)) is not None:
+        refs.append(weakref.ref(item[0]))
+        item = None  # the writer drops it once queued
+    assert len(refs) == 5 and alive == [0] * 5, alive

@@ -73,3 +73,38 @@ def test_fixed_std_keeps_the_in_order_sums_bits():
         mean = float(fixed_sum(flat, 0)) / t.numel()
         want = math.sqrt(float(fixed_sum((flat - mean) ** 2, 0)) / (t.numel() - 1))
         assert fixed_std(t.reshape(shape)) == want
+
+
+def test_direct_path_gives_the_general_paths_bytes(monkeypatch):
+    """Width growth's extras-only tensors (q/k/v, gate/up, embeddings, head) grown in the
+    output dtype: the same bytes as the float32 path, in chunks too; a new block's untied
+    ones differ at most in the last bit of random extras of replicated rows."""
+    import lemonkit.engine.tensor as engine
+    from lemonkit.engine.copies import is_direct
+    from lemonkit.tables.format import In, space_names
+
+    model = build("llama", dtype=torch.bfloat16, layers=2)
+    sd = model.state_dict()
+    infos = {n: (t.dtype, tuple(t.shape)) for n, t in sd.items()}
+    plan = make_plan(model.config, hidden_size=96, intermediate_size=200, num_layers=3)
+    decisions = decide(plan, infos)
+    direct = [d for d in decisions if is_direct(plan, d)]
+    names = {d.name.rsplit(".", 2)[-2] for d in direct}
+    assert {"q_proj", "gate_proj", "embed_tokens"} <= names, names
+    assert any(d.untie for d in direct)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)  # several chunks of rows
+    fast = {d.name: expand_tensor(plan, d, sd[d.source]) for d in direct}
+    monkeypatch.setattr(engine, "is_direct", lambda plan, d: False)
+    for d in direct:
+        general = expand_tensor(plan, d, sd[d.source])
+        assert fast[d.name].data_ptr() != sd[d.source].data_ptr()
+        differ = fast[d.name].view(torch.int16) != general.view(torch.int16)
+        if not d.untie:
+            assert not differ.any(), d.name
+            continue
+        rule = d.axes[1]
+        assert isinstance(rule, In)
+        src = torch.cat([plan.maps[n].channel_sources() for n in space_names(rule.space)])
+        assert not (differ & (src >= 0)).any(), d.name  # only extras columns
+        rounding = general.float().abs().amax(dim=1, keepdim=True) * 2.0**-7  # the row's
+        assert ((fast[d.name].float() - general.float()).abs() <= rounding).all(), d.name

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from lemonkit.engine.reductions import fixed_mean, fixed_std
+from lemonkit.engine.reductions import fixed_mean, sampled_std
 from lemonkit.engine.runs import consecutive_runs
 from lemonkit.plan.spaces import SpaceMap
 
@@ -40,7 +40,7 @@ def expand_out(t: torch.Tensor, axis: int, space: SpaceMap) -> torch.Tensor:
     if space.is_identity:
         return t
     src = space.channel_sources()
-    out = gather(t, axis, src)
+    out = gather(t, axis, src, zeros=False)  # every extra is filled below
     extra = (src < 0).nonzero().flatten()
     if len(extra):
         if space.fill == "avg":
@@ -64,6 +64,7 @@ def expand_in(
     storage: torch.dtype | None = None,
     sigma: float = 0.0,
     spread: float = 0.7,
+    noise: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Grow a consumer axis: split each source column over its copies, random extras.
 
@@ -82,14 +83,18 @@ def expand_in(
     remainder; Phi is clipped where an element is too small to hold it exactly
     (:func:`_additive_noise`).
     ``equal``: every copy is W/c (identical; exact sums when c is a power of 2). Extra
-    columns get N(0, std(W)^2): they only ever multiply zeros. Softmax-diluted copies
-    (:func:`_split_diluted`) take ``paper`` as ``lemon``.
+    columns get N(0, std(W)^2), std over a bounded sample of the chunk
+    (:func:`~lemonkit.engine.reductions.sampled_std`): they only ever multiply zeros.
+    Softmax-diluted copies (:func:`_split_diluted`) take ``paper`` as ``lemon``.
+    ``noise``: the dtype the extras are drawn and scaled in (default: that of ``t``;
+    the compute dtype where ``t`` is in the output dtype, see
+    :func:`~lemonkit.engine.copies.is_direct`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if space.is_identity:
         return t
-    out = gather(t, axis, space.channel_sources())
+    out = gather(t, axis, space.channel_sources(), zeros=space.diluted)  # extras: filled below
     runs = split_runs(space)
     if space.diluted:
         split = "lemon" if split == "paper" else split
@@ -98,14 +103,15 @@ def expand_in(
     u_shape = list(t.shape)
     u_shape[axis] = 1
     u = None
-    std = None  # of the whole chunk: computed once, for the first run of extras
+    std = None  # of the chunk (a bounded sample): computed once, for the first run of extras
     for start, first, n, rank, count in runs:
         part = out.narrow(axis, start, n)
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            std = fixed_std(t) if std is None else std
-            part.copy_(torch.randn(shape, generator=gen, dtype=t.dtype) * (std or 0.02))
+            std = sampled_std(t) if std is None else std
+            extra = torch.randn(shape, generator=gen, dtype=noise or t.dtype)
+            part.copy_(extra.mul_(std or 0.02))
         elif count == 1:
             continue
         elif split == "equal":
@@ -246,9 +252,10 @@ def split_runs(space: SpaceMap) -> list[tuple[int, int, int, int, int]]:
     return sorted(runs, key=lambda r: r[3])
 
 
-def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
+def gather(t: torch.Tensor, axis: int, src: torch.Tensor, zeros: bool = True) -> torch.Tensor:
     """``t.index_select(axis, src)`` with zeros for extras (-1), done as a concatenation
     of contiguous runs: copies are long runs, and this is about twice as fast.
+    ``zeros=False``: extras left uninitialised, for a caller that fills every one.
 
     >>> gather(torch.arange(4), 0, torch.tensor([0, 1, 2, 3, 0, 1, -1])).tolist()
     [0, 1, 2, 3, 0, 1, 0]
@@ -258,7 +265,7 @@ def gather(t: torch.Tensor, axis: int, src: torch.Tensor) -> torch.Tensor:
         if first < 0:
             shape = list(t.shape)
             shape[axis] = n
-            pieces.append(t.new_zeros(shape))
+            pieces.append(t.new_zeros(shape) if zeros else t.new_empty(shape))
         else:
             pieces.append(t.narrow(axis, first, n))
     return torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0].clone()

@@ -23,9 +23,10 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from lemonkit.engine.cancel import cancelling, pair_units
-from lemonkit.engine.copies import is_copy, iter_copy
+from lemonkit.engine.copies import is_copy, is_direct, iter_copy
 from lemonkit.engine.lazy import LazyTensor, materialize
 from lemonkit.engine.reductions import fixed_mean
+from lemonkit.engine.replicas import untie_replicas
 from lemonkit.engine.rules import (
     copy_ranks,
     expand_beta,
@@ -212,18 +213,21 @@ def _iter_width(
         yield _expand_block(plan, d, source.to(compute), gen, 0, _expert_gen(plan, d, ""))
         return
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, math.prod(d.shape[1:])))
+    direct = is_direct(plan, d) and fill != "avg"  # rows grown in the output dtype
+    rows_dtype = d.dtype if direct else compute
     mean_row = None
     for start, src, n in consecutive_runs(rows.tolist(), limit=per_chunk):
         if src >= 0:
-            block = _source_rows(source, src, n, d.dtype).to(compute)
+            block = _source_rows(source, src, n, d.dtype).to(rows_dtype)
         elif fill == "avg":
             if mean_row is None:
                 mean_row = fixed_mean(source.to(compute), 0)
             block = mean_row.expand(n, *mean_row.shape[1:]).clone()
         else:
-            block = torch.zeros(n, *source.shape[1:], dtype=compute)
+            block = torch.zeros(n, *source.shape[1:], dtype=rows_dtype)
         gen = _generator(plan.seed, f"{seed_name}@{start}")
-        yield _expand_block(plan, d, block, gen, 1, _expert_gen(plan, d, f"@{start}"), start)
+        expert_gen = _expert_gen(plan, d, f"@{start}")
+        yield _expand_block(plan, d, block, gen, 1, expert_gen, start, compute)
 
 
 def _source_rows(source, start: int, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -287,10 +291,13 @@ def _expand_block(
     from_axis: int,
     expert_gen: torch.Generator | None = None,
     row_start: int = 0,
+    compute: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The decision's factors, its expert copy's share, then producer axes, consumer
     axes and norms, for the axes from ``from_axis`` on (``row_start``: the chunk's first
-    target row), then a new block's replicas untied (``Decision.untie``)."""
+    target row), then a new block's replicas untied (``Decision.untie``). ``compute``:
+    the dtype of random extras (default: ``t``'s; ``t`` is in the output dtype for
+    :func:`~lemonkit.engine.copies.is_direct` decisions)."""
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
     if d.embedding_ratio != 1.0:
@@ -318,39 +325,15 @@ def _expand_block(
     for axis, rule in enumerate(d.axes):
         if axis >= from_axis and isinstance(rule, In):
             consumer = lambda t, axis, space: expand_in(  # noqa: E731
-                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread
+                t, axis, space, split, gen, d.dtype, plan.sigma, plan.options.spread, compute
             )
             t = _per_segment(t, axis, rule.space, plan, consumer)
     if from_axis == 0 and d.axes and isinstance(d.axes[0], Gamma | Beta):
         t = _expand_norm(plan, d, t, gen)
     if d.untie:
-        t = _untie_replicas(plan, d, t, from_axis, row_start)
+        gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
+        t = untie_replicas(plan, d, t, from_axis, row_start, gen, compute)
     return t.to(d.dtype).contiguous()
-
-
-def _untie_replicas(
-    plan: ExpansionPlan, d: Decision, t: torch.Tensor, from_axis: int, row_start: int
-) -> torch.Tensor:
-    """A new block's replicated units (channels of a producer axis whose source unit has
-    several copies) get their own N(0, untie^2) noise on their fan-in, so replicas compute
-    different outputs and get different gradients. Lossless: the block's residual branch
-    ends in a zeroed linear, so nothing it computes reaches the output."""
-    mask = None
-    for axis, rule in enumerate(d.axes):
-        if not isinstance(rule, Out):
-            continue
-        maps = _maps(plan, rule.space)
-        replicated = torch.cat([copy_ranks(m.channel_sources())[1] > 1 for m in maps])
-        if axis < from_axis:  # axis 0 of a chunk of rows
-            replicated = replicated[row_start : row_start + t.shape[0]]
-        shape = [1] * t.dim()
-        shape[axis] = -1
-        along = replicated.view(shape)
-        mask = along if mask is None else mask | along
-    if mask is None or not bool(mask.any()):
-        return t
-    gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
-    return t + torch.randn(t.shape, generator=gen, dtype=t.dtype).mul_(d.untie) * mask
 
 
 def _row_sources(plan: ExpansionPlan, rule, n_rows: int) -> tuple[torch.Tensor, str]:

@@ -2,7 +2,9 @@
 
 The writer consumes tensors in the planned order; with ``workers > 1`` a thread pool
 computes the next tensors ahead of it (torch releases the GIL in its kernels), each
-tensor whole, within ``in_flight`` bytes of target tensors waiting. A tensor larger
+tensor whole, within ``in_flight`` bytes of target tensors waiting (this generator and
+the writer drop each tensor once written, before waiting for the next, so the one being
+written is not held beside them). A tensor larger
 than that is streamed chunk by chunk in the calling thread as with one worker, so memory
 stays bounded whatever N is: ``in_flight`` plus what the workers are computing (about
 one source tensor and its target each). The bytes written do not depend on N: every
@@ -77,9 +79,9 @@ def in_order(
             if future is None:
                 yield jobs[i]()
             else:
-                chunks = future.result()
                 held -= sizes[i]
-                yield chunks
+                yield future.result()
+            future = None  # a written tensor is freed before the next one is awaited
     finally:
         for _, future in window:
             if future is not None:

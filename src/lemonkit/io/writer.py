@@ -102,6 +102,7 @@ def write_shards(
                     written += chunk.numel() * chunk.element_size()
                 if written != nbytes(entry):
                     raise AssertionError(f"{entry[0]}: wrote {written} bytes of {nbytes(entry)}")
+                item = chunk = None  # queued for the file: not held while the next is computed
                 if on_tensor:
                     on_tensor(nbytes(entry))
     if len(shards) > 1:

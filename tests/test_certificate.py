@@ -37,6 +37,8 @@ def test_default_check_catches_one_planted_row(llama_bf16, tmp_path):
     assert cert["ok"] and cert["level"] == "cheap" and cert["max_memory"] == 10_000
     assert cert["end_to_end_kind"].startswith("skipped") and cert["notes"]
     assert cert["parts"]["probed"] > 10 and cert["parts"]["dtype"] == "float32"
+    p = cert["parts"]
+    assert p["probed"] + p["recomputed"] + p["copied"] == p["parts"]  # each counted once
     assert cert["peak_rss"] > 0
     assert main(["-q", "verify", str(out), "--max-memory", TINY]) == 0  # SRC from the record
     name = "model.layers.1.mlp.down_proj.weight"
@@ -174,3 +176,13 @@ def test_in_order_frees_a_written_tensor_before_computing_past_the_budget():
         refs.append(weakref.ref(item[0]))
         item = None  # the writer drops it once queued
     assert len(refs) == 5 and alive == [0] * 5, alive
+
+
+def test_depth_only_copies_are_counted_as_copies_not_probes(llama_bf16, tmp_path):
+    """Every tensor of a depth-only growth but the new blocks' zeroed ones is a copy,
+    compared bytewise: the certificate counts it as such, not as a probed tensor."""
+    out = tmp_path / "deep"
+    assert main(["-q", "expand", str(llama_bf16), str(out), "--num-layers", "3"]) == 0
+    p = _record(out)["verification"]["parts"]
+    assert p["copied"] > 0 and p["probed"] + p["recomputed"] + p["copied"] == p["parts"]
+    assert "copies compared bytewise" in (out / "README.md").read_text()

@@ -135,8 +135,8 @@ def _verification(plan: ExpansionPlan, report) -> str:
         lines.append(
             f"- parts: each of the {parts['parts']} stored tensors against its source "
             f"({parts['probed']} on {parts['probes_per_part']} {parts['dtype']} random "
-            f"probes, {parts['recomputed']} recomputed)"
-            + (f"; worst relative error {worst['error']:.1e}" if worst else "")
+            f"probes, {parts['recomputed']} recomputed, {parts.get('copied', 0)} copies "
+            "compared bytewise)" + (f"; worst relative error {worst['error']:.1e}" if worst else "")
         )
     e2e = report.end_to_end
     if e2e is not None:

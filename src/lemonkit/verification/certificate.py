@@ -98,7 +98,8 @@ class Certificate:
             p, w = self.parts, self.parts["worst"]
             lines.append(
                 f"  parts: {p['parts']} tensors ({p['probed']} on {p['probes_per_part']} "
-                f"{p['dtype']} probes, {p['recomputed']} recomputed)"
+                f"{p['dtype']} probes, {p['recomputed']} recomputed, "
+                f"{p.get('copied', 0)} copies compared bytewise)"
                 + (f"; worst {w['name']} {w['error']:.1e} (tol {w['tolerance']:.0e})" if w else "")
             )
             for f in p["failing"]:

@@ -90,9 +90,8 @@ def check_parts(
         dtype, shape = stored[d.name]
         if (dtype, tuple(shape)) != (d.dtype, d.shape):
             return d, None, f"stored {dtype} {tuple(shape)}"
-        how = "probe" if probe_kind(plan, d) else "recompute"
-        check = _probe if how == "probe" else _recompute
-        check = _compare_copy if is_copy(plan, d) else check  # bytewise, no arithmetic
+        how = "copy" if is_copy(plan, d) else "probe" if probe_kind(plan, d) else "recompute"
+        check = {"copy": _compare_copy, "probe": _probe, "recompute": _recompute}[how]
         err = check(source, target, plan, d, level, _rows_per_chunk(d, chunk), seed)
         release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
         return d, how, err
@@ -117,6 +116,7 @@ def check_parts(
         "parts": len(parts) + sum(1 for f in failing if "check" not in f),
         "probed": sum(1 for p in parts if p[1] == "probe"),
         "recomputed": sum(1 for p in parts if p[1] == "recompute"),
+        "copied": sum(1 for p in parts if p[1] == "copy"),  # compared bytewise
         "probes_per_part": level.probes,
         "dtype": str(level.dtype).removeprefix("torch."),
         "worst": {"name": worst[0], "check": worst[1], "error": worst[2], "tolerance": worst[3]}

@@ -75,6 +75,14 @@ DEMO = {
     "seeds": [0],
     "ckpt_every": 200,
 }
+# What the demo grows with, and why (experiments/results/RESULTS.md, lm_llama small, three
+# seeds, paired): no lossless construction measured ahead of lemonkit's defaults; the
+# paper's C.4 construction ended behind them; AKI and stacking (lossy) ended ahead.
+CONSTRUCTION = (
+    "lemonkit's defaults (multiplicative unequal splits, zero-output new blocks) with the "
+    "LEMON recipe (decay over T/2): the best lossless construction measured "
+    "(experiments/results/RESULTS.md)"
+)
 QUICK = {
     **DEMO,
     "small": {**DEMO["small"], "hidden": 32, "intermediate": 64},
@@ -124,6 +132,7 @@ def train_and_compare(out: Path, preset: dict, quiet: bool = False, name: str = 
     _say(
         quiet,
         f"2. LEMON expansion {_size(preset['small'])} -> {_size(preset['large'])}",
+        f"   construction: {CONSTRUCTION}",
         f"   {lemonkit.verify(small, big)}\n",
     )
     _say(

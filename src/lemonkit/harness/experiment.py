@@ -335,7 +335,9 @@ def run_experiment(
     data = load_data(exp)  # also trains the tokenizer once, before any worker needs it
     specs = [s for s in exp.specs() if not only or s.name in only]
     if jobs > 1:
-        return jobs_module.run_in_phases(exp, specs, jobs, threads, force=force)
+        return jobs_module.run_in_phases(
+            exp, specs, jobs, threads, load=load_data, run=run_one, force=force
+        )
     records = []
     for spec in specs:
         log.info("%s/%s: %s", exp.name, exp.preset, spec.name)

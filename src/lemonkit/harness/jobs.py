@@ -8,15 +8,19 @@ Each phase runs its runs in ``jobs`` spawned processes; each process loads the d
 and trains with ``threads`` torch threads. A run's record does not depend on ``jobs``: it
 depends on its thread count, as any run does (tested: the same records with 1 and 2 jobs).
 
+The worker functions come in as arguments (``load`` and ``run``: the experiment's
+``load_data`` and ``run_one``), so this module imports nothing of the experiment.
+
 Example::
 
-    records = run_in_phases(exp, specs, jobs=2, threads=1)
+    records = run_in_phases(exp, specs, jobs=2, threads=1, load=load_data, run=run_one)
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -42,33 +46,39 @@ def phases(specs: list[RunSpec]) -> list[list[RunSpec]]:
     return [g for g in groups if g]
 
 
-_WORKER: dict = {}  # in each worker process: the experiment and its data
+_WORKER: dict = {}  # in each worker process: the experiment, its data, the run function
 
 
-def _init_worker(exp, threads: int, level: int) -> None:
-    from lemonkit.harness.experiment import load_data
-
+def _init_worker(exp, threads: int, level: int, load: Callable, run: Callable) -> None:
     logging.basicConfig(level=level, format="%(message)s")
     torch.set_num_threads(threads)
-    _WORKER["exp"], _WORKER["data"] = exp, load_data(exp)
+    _WORKER.update(exp=exp, data=load(exp), run=run)
 
 
 def _run(spec: RunSpec, force: bool) -> dict:
-    from lemonkit.harness.experiment import run_one
-
     log.info("%s/%s: %s", _WORKER["exp"].name, _WORKER["exp"].preset, spec.name)
-    return run_one(_WORKER["exp"], spec, _WORKER["data"], progress=False, force=force)
+    return _WORKER["run"](_WORKER["exp"], spec, _WORKER["data"], progress=False, force=force)
 
 
 def run_in_phases(
-    exp, specs: list[RunSpec], jobs: int, threads: int, force: bool = False
+    exp,
+    specs: list[RunSpec],
+    jobs: int,
+    threads: int,
+    *,
+    load: Callable,
+    run: Callable,
+    force: bool = False,
 ) -> list[dict]:
-    """Every spec's record (in ``specs`` order), ``jobs`` runs at a time per phase."""
+    """Every spec's record (in ``specs`` order), ``jobs`` runs at a time per phase;
+    ``load(exp)`` gives a worker its data, ``run(exp, spec, data, progress, force)`` a
+    record (module-level functions: they travel to the workers by name)."""
     by_name: dict[str, dict] = {}
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     level = logging.getLogger("lemonkit").getEffectiveLevel()
+    initargs = (exp, threads, level, load, run)
     with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(exp, threads, level)
+        jobs, mp_context=context, initializer=_init_worker, initargs=initargs
     ) as pool:
         for phase in phases(specs):
             records = pool.map(_run, phase, [force] * len(phase))

@@ -47,6 +47,9 @@ from lemonkit.io.memory import release_freed
 from lemonkit.plan import ExpansionPlan
 from lemonkit.plan.decisions import Decision
 from lemonkit.tables.format import Beta, Gamma, In, Out, space_names
+from lemonkit.verification.chunks import Buffer as _Buffer
+from lemonkit.verification.chunks import reduced as _reduced
+from lemonkit.verification.chunks import rows_of as _rows
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +181,6 @@ def _rows_per_chunk(d: Decision, chunk_bytes: int) -> int:
     return max(1, chunk_bytes // row)
 
 
-def _rows(ckpt, name: str, start: int, stop: int) -> torch.Tensor:
-    if hasattr(ckpt, "rows"):
-        return ckpt.rows(name, start, stop)
-    return ckpt[name][start:stop]  # an upcycled source: one tensor at a time
-
-
 def _probe(source, target, plan, d: Decision, level: Level, per: int, seed: int) -> float:
     """max over output units of ||target(lift x) - lift_out(source x)|| / ||.||."""
     c = level.dtype
@@ -266,41 +263,6 @@ def _copied_rows(source, plan, d: Decision, grown, rows, mean, factor, dtype) ->
     return _per_segment(want, 1, grown[1].space, plan, _expand_out) if 1 in grown else want
 
 
-SUB_BLOCK_BYTES = 1 << 22  # a chunk is converted and multiplied this much at a time
-
-
-def _reduced(
-    ckpt,
-    name: str,
-    shape: tuple[int, ...],
-    per: int,
-    probes: torch.Tensor,
-    dtype: torch.dtype | None = None,
-    factor: float = 1.0,
-) -> Iterator[torch.Tensor]:
-    """A tensor's (``shape``) rows times ``probes`` along axis 1 (in the probes' dtype, after
-    ``dtype`` and ``factor``), chunk by chunk of ``per`` rows read from disk. Each chunk
-    is converted and multiplied in sub-blocks of rows of about ``SUB_BLOCK_BYTES`` in one
-    reused buffer (mostly in cache, and a smaller float buffer than the chunk), and the
-    probes are laid out column-major: the matrix product with 4 probe columns runs 2-3x
-    faster on the CPU with them transposed (measured, one thread)."""
-    c, n_rows = probes.dtype, shape[0]
-    probes = probes.T.contiguous().T  # the same values, column-major
-    sub = max(1, SUB_BLOCK_BYTES // (max(1, int(torch.Size(shape[1:]).numel())) * c.itemsize))
-    buf = _Buffer(sub, shape[1:], c)
-    for a in range(0, n_rows, per):
-        rows = _rows(ckpt, name, a, min(a + per, n_rows))
-        rows = rows.to(dtype) if dtype is not None else rows
-        pieces = []
-        for b in range(0, len(rows), sub):
-            block = buf.fill(rows[b : b + sub])
-            block = block.mul_(factor) if factor != 1.0 else block
-            pieces.append(torch.tensordot(block, probes, dims=([1], [0])))
-        yield torch.cat(pieces)
-        del rows, pieces
-        release_freed()  # threads' arenas keep freed chunks otherwise (measured)
-
-
 def _compare_copy(source, target, plan, d: Decision, level: Level, per: int, seed: int):
     """A copied tensor (:func:`~lemonkit.engine.copies.is_copy`): its stored rows against
     the source's rows in the output dtype, bytewise; a chunk that differs gets the probe's
@@ -317,20 +279,6 @@ def _compare_copy(source, target, plan, d: Decision, level: Level, per: int, see
         del got, want
         release_freed()
     return worst
-
-
-class _Buffer:
-    """One chunk's rows in the check's dtype, converted into the same memory each time."""
-
-    def __init__(self, rows: int, tail: tuple[int, ...], dtype: torch.dtype) -> None:
-        self.rows, self.tail, self.dtype, self.data = rows, tuple(tail), dtype, None
-
-    def fill(self, chunk: torch.Tensor) -> torch.Tensor:
-        if self.data is None:  # allocated at the first chunk, at most ``rows`` long
-            self.data = torch.empty((min(self.rows, len(chunk)), *self.tail), dtype=self.dtype)
-        if len(chunk) > len(self.data):
-            self.data = torch.empty((len(chunk), *self.tail), dtype=self.dtype)
-        return self.data[: len(chunk)].copy_(chunk)
 
 
 def _expand_out(t: torch.Tensor, axis: int, space) -> torch.Tensor:

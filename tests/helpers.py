@@ -1,4 +1,5 @@
-"""Helpers the tests share: loading a script from ``examples/`` as a module."""
+"""Helpers the tests share: loading a script from ``examples/`` as a module, and saving
+the nanoGPT example as a source folder."""
 
 import importlib.util
 import sys
@@ -17,3 +18,17 @@ def load_example(name: str):
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def save_nanogpt_source(nanogpt, folder: Path):
+    """A float32 nanoGPT (``examples/nanogpt.py``, the module given) saved as a source
+    folder: its config and its weights without the head tied to the embedding. Returns
+    the model."""
+    from safetensors.torch import save_file
+
+    small = nanogpt.NanoGPT(nanogpt.NanoGPTConfig()).float().eval()
+    folder.mkdir()
+    small.config.save_pretrained(folder)
+    state = {k: v for k, v in small.state_dict().items() if k != "lm_head.weight"}  # tied
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    return small

@@ -193,17 +193,10 @@ def test_resnet_blockwise_and_missing_stage_tensor(tmp_path, capsys):
 
 
 def test_user_table_without_from_pretrained_blockwise(tmp_path, capsys):
-    from safetensors.torch import save_file as save
+    from helpers import load_example, save_nanogpt_source
 
-    from helpers import load_example
-
-    nanogpt = load_example("nanogpt")
-    small = nanogpt.NanoGPT(nanogpt.NanoGPTConfig()).float().eval()
     src = tmp_path / "small"
-    src.mkdir()
-    small.config.save_pretrained(src)
-    state = {k: v for k, v in small.state_dict().items() if k != "lm_head.weight"}  # tied
-    save(state, src / "model.safetensors", metadata={"format": "pt"})
+    save_nanogpt_source(load_example("nanogpt"), src)
     out = tmp_path / "big"
     plugin = ["--plugin", str(EXAMPLES / "nanogpt.py"), "-q"]
     assert main([*plugin, "expand", str(src), str(out), "--num-layers", "3"]) == 0

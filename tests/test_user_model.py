@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import lemonkit
+from helpers import save_nanogpt_source
 from lemonkit.cli.main import main
 from lemonkit.io.load import load_model
 
@@ -45,12 +45,8 @@ def test_user_model_expands_losslessly(nanogpt, kwargs):
 
 def test_user_model_through_the_cli(nanogpt, tmp_path):
     torch.manual_seed(0)
-    small = nanogpt.NanoGPT(nanogpt.NanoGPTConfig()).float().eval()
     src = tmp_path / "small"
-    src.mkdir()
-    small.config.save_pretrained(src)
-    state = {k: v for k, v in small.state_dict().items() if k != "lm_head.weight"}  # tied
-    save_file(state, src / "model.safetensors", metadata={"format": "pt"})
+    save_nanogpt_source(nanogpt, src)
     out = tmp_path / "big"
     plugin = ["--plugin", str(EXAMPLE)]
     assert (

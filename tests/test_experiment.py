@@ -93,7 +93,7 @@ def tiny_results(tmp_path_factory) -> Path:
 
 def test_tiny_experiment_end_to_end(tiny_results):
     folder = tiny_results / "tiny" / "tiny"
-    names = {p.stem for p in folder.glob("*.json")} - {"summary"}
+    names = {p.stem for p in folder.glob("*.json")} - {"summary", "invocation"}
     seeded = ("scratch", "lemon", "lemon-default", "net2net", "aki", "stack", "hyperclone")
     seeded += ("stack-default", "ki-soft")
     assert names == {"small", "small-x0.5", "small-annealed"} | {
@@ -146,6 +146,27 @@ def test_tiny_experiment_end_to_end(tiny_results):
     assert summary["paired"]["aki"]["seeds"] == [0, 1]
     rows = {r["run"]: r for r in summary["rows"]}
     assert rows["lemon-s0"]["dip"] is not None and rows["scratch-s0"]["dip"] is None
+    # the preset's wall time: one command trained every run, so RESULTS.md states it
+    invocation = json.loads((folder / "invocation.json").read_text())
+    assert invocation["trained"] == invocation["runs"] == len(runs)
+    assert (invocation["jobs"], invocation["threads"]) == (1, 1) and invocation["wall_s"] > 0
+    assert "The whole preset, in one command (`--jobs 1 --threads 1`" in text
+    assert "(one command:" in text
+
+
+def test_a_second_command_that_trains_nothing_states_no_preset_time(tiny_results, tmp_path):
+    """Running a finished preset again reuses every run: its invocation says so (0 trained)
+    and the report no longer claims a whole-preset wall time."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    exp = load_experiment(tiny_results.parent / "tiny.toml", "tiny", out=results)
+    run_experiment(exp, progress=False)
+    invocation = json.loads((exp.out / "invocation.json").read_text())
+    assert invocation["trained"] == 0 and invocation["runs"] > 0
+    report.write_results(results)
+    assert "The whole preset, in one command" not in (results / "RESULTS.md").read_text()
 
 
 def test_finished_runs_are_not_rerun(tiny_results, tmp_path):
@@ -304,7 +325,7 @@ def test_committed_results_match_the_cache_keys_computed_now(path, preset):
     exp = load_experiment(path, preset, out=RESULTS)
     target = experiment.scratch_target(exp)
     specs = {s.name: s for s in exp.specs()}
-    saved = {f.stem for f in exp.out.glob("*.json")} - {"summary"}
+    saved = {f.stem for f in exp.out.glob("*.json")} - {"summary", "invocation"}
     if target is None or saved != set(specs):  # the key function itself: test_..._issue12
         pytest.skip("results predate this preset's config: experiments/run_issue12.sh")
     for name, spec in specs.items():

@@ -20,7 +20,7 @@ from lemonkit.harness.experiment import Experiment, load_experiment
 from lemonkit.harness.growth import GROWTHS, PAPER_C4, add_noise
 from lemonkit.harness.loop import RunConfig
 from lemonkit.harness.models import build_model
-from lemonkit.harness.runs import BASELINES, RunSpec, key_fields, run_specs
+from lemonkit.harness.runs import BASELINES, NOT_RUNS, RunSpec, key_fields, run_specs
 
 ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.toml"))
@@ -100,7 +100,7 @@ def test_a_spec_at_its_defaults_keeps_the_cache_key_of_older_results():
 COMMITTED = sorted(  # run records: not summaries, not the git-ignored .cache/ (tokenizers)
     f
     for f in RESULTS.glob("*/*/*.json")
-    if f.name != "summary.json" and not f.relative_to(RESULTS).parts[0].startswith(".")
+    if f.name not in NOT_RUNS and not f.relative_to(RESULTS).parts[0].startswith(".")
 )
 
 

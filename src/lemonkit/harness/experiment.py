@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from lemonkit.harness.data import ImageData, TextData
 from lemonkit.harness.errors import HarnessError
 from lemonkit.harness.growth import add_noise, tied_count
 from lemonkit.harness.models import TASKS, build_model, expand_kwargs
-from lemonkit.harness.runs import RunSpec, is_lossy, key_fields, run_specs
+from lemonkit.harness.runs import INVOCATION, NOT_RUNS, RunSpec, is_lossy, key_fields, run_specs
 from lemonkit.harness.sources import load_source
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,7 @@ def run_one(exp: Experiment, spec: RunSpec, data, progress: bool = True, force=F
         "stopped_early": res.stopped_early,
         "world_size": res.world_size,
         "wall_s": res.wall_s,
+        "finished_at": time.time(),
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -332,23 +335,48 @@ def run_experiment(
     """Every run of ``exp`` in dependency order (``only``: a subset by name); ``jobs`` > 1
     runs that many at a time in worker processes of ``threads`` torch threads each
     (:mod:`lemonkit.harness.jobs`)."""
+    start = time.time()
     data = load_data(exp)  # also trains the tokenizer once, before any worker needs it
     specs = [s for s in exp.specs() if not only or s.name in only]
     if jobs > 1:
-        return jobs_module.run_in_phases(
+        records = jobs_module.run_in_phases(
             exp, specs, jobs, threads, load=load_data, run=run_one, force=force
         )
-    records = []
-    for spec in specs:
-        log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
-        records.append(run_one(exp, spec, data, progress, force=force))
+    else:
+        records = []
+        for spec in specs:
+            log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
+            records.append(run_one(exp, spec, data, progress, force=force))
+    if not only and loop.world()[0] == 0:
+        _save_invocation(exp, records, start, jobs, threads)
     return records
+
+
+def _save_invocation(exp: Experiment, records: list[dict], start: float, jobs: int, threads: int):
+    """``invocation.json``: the wall time of this whole preset's run (data preparation
+    included) and how many of its runs it trained; the others were finished before.
+
+    A preset's time budget is read from an invocation that trained every run."""
+    trained = sum(r.get("finished_at", 0.0) >= start for r in records)
+    record = {
+        "wall_s": time.time() - start,
+        "runs": len(records),
+        "trained": trained,
+        "jobs": jobs,
+        "threads": threads,
+        "cores": os.cpu_count(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    path = exp.out / INVOCATION
+    exp.out.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_text(json.dumps(record, indent=1))
+    path.with_suffix(".tmp").replace(path)
 
 
 def stale_results(exp: Experiment) -> list[Path]:
     """Run records (and source weights) in the preset's folder that its config no longer
     lists: an older protocol's runs, which the report would otherwise show."""
-    names = {s.name for s in exp.specs()} | {"summary"}
+    names = {s.name for s in exp.specs()} | {Path(f).stem for f in NOT_RUNS}
     files = [*exp.out.glob("*.json"), *exp.out.glob("*.safetensors")]
     return sorted(f for f in files if f.stem not in names)
 

@@ -40,6 +40,9 @@ from lemonkit.harness.growth import GROWTHS
 # the order of the groups in a report's table
 GROUP_ORDER = ("reference", "headline", "baseline", "ablation", "timing")
 
+SUMMARY, INVOCATION = "summary.json", "invocation.json"  # in a preset folder, not runs
+NOT_RUNS = (SUMMARY, INVOCATION)
+
 
 @dataclass
 class RunSpec:

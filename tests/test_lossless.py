@@ -118,13 +118,16 @@ def test_untied_and_tied_heads():
             assert big.lm_head.weight.data_ptr() == big.model.embed_tokens.weight.data_ptr()
 
 
-def test_source_is_not_modified():
-    small = build("gpt2")
+@pytest.mark.parametrize("arch,dtype", [("gpt2", None), ("llama", torch.bfloat16)])
+def test_source_is_not_modified(arch, dtype):
+    """Also where a new block's untying noise is added in place (bfloat16 llama: its
+    tensors are grown in the output dtype, then noised in place when fresh)."""
+    small = build(arch) if dtype is None else build(arch, dtype=dtype)
     before = {k: v.clone() for k, v in small.state_dict().items()}
-    lemonkit.expand(small, hidden_size=96, num_layers=4)
+    big = lemonkit.expand(small, hidden_size=96, num_layers=4)
     for k, v in small.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert small.config.n_embd == 64
+    assert small.config.hidden_size == 64 and big.config.hidden_size == 96
 
 
 def test_roberta_prelayernorm_indivisible_is_refused_then_measured():

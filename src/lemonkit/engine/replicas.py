@@ -28,6 +28,7 @@ def untie_replicas(
     row_start: int,
     gen: torch.Generator,
     compute: torch.dtype | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """``t`` (a chunk of rows from ``row_start`` when ``from_axis`` is 1) with
     N(0, ``d.untie``^2) noise added to the replicated channels of its producer axes.
@@ -36,7 +37,8 @@ def untie_replicas(
     the usual case), or for the whole tensor under a mask (several). Noise and sums are
     in ``compute`` (default: ``t``'s dtype; the compute dtype where ``t`` is already in
     the output dtype, :func:`~lemonkit.engine.copies.is_direct`), the result in ``t``'s
-    dtype. ``t`` is not modified: it may be a view of the source."""
+    dtype. ``t`` is modified only if ``inplace`` (the caller's own fresh tensor; else it
+    may be a view of the source)."""
     replicated = replicated_channels(plan, d, t, from_axis, row_start)
     if not replicated:
         return t
@@ -48,9 +50,9 @@ def untie_replicas(
         shape[axis] = len(index)
         noise = torch.randn(shape, generator=gen, dtype=compute).mul_(d.untie)
         if t.dtype == compute:
-            return t.index_add(axis, index, noise)
-        noisy = t.index_select(axis, index).to(compute).add_(noise)
-        return t.index_copy(axis, index, noisy.to(t.dtype))
+            return t.index_add_(axis, index, noise) if inplace else t.index_add(axis, index, noise)
+        noisy = noise.add_(t.index_select(axis, index)).to(t.dtype)  # summed in compute
+        return t.index_copy_(axis, index, noisy) if inplace else t.index_copy(axis, index, noisy)
     mask = None
     for axis, flags in replicated.items():
         shape = [1] * t.dim()

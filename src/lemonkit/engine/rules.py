@@ -111,7 +111,7 @@ def expand_in(
             shape[axis] = n
             std = sampled_std(t) if std is None else std
             extra = torch.randn(shape, generator=gen, dtype=noise or t.dtype)
-            part.copy_(extra.mul_(std or 0.02))
+            torch.mul(extra, std or 0.02, out=part)  # scaled in extra's dtype, stored once
         elif count == 1:
             continue
         elif split == "equal":

@@ -298,6 +298,7 @@ def _expand_block(
     target row), then a new block's replicas untied (``Decision.untie``). ``compute``:
     the dtype of random extras (default: ``t``'s; ``t`` is in the output dtype for
     :func:`~lemonkit.engine.copies.is_direct` decisions)."""
+    given = t  # never modified in place: it may be a view of the source
     if d.stream_scale != 1.0:
         t = t * d.stream_scale
     if d.embedding_ratio != 1.0:
@@ -332,7 +333,8 @@ def _expand_block(
         t = _expand_norm(plan, d, t, gen)
     if d.untie:
         gen = _generator(plan.seed, f"{d.seed_name}@{row_start}#untie")
-        t = untie_replicas(plan, d, t, from_axis, row_start, gen, compute)
+        fresh = t.untyped_storage().data_ptr() != given.untyped_storage().data_ptr()
+        t = untie_replicas(plan, d, t, from_axis, row_start, gen, compute, fresh)
     return t.to(d.dtype).contiguous()
 
 

@@ -33,6 +33,7 @@ from lemonkit.io.files import (
     write_config,
     write_provenance,
 )
+from lemonkit.io.finite import FiniteScan
 from lemonkit.io.hub import Source, resolve_source
 from lemonkit.io.lock import make_temporary, old_name, output_lock, remove_stale_temporaries
 from lemonkit.io.memory import release_freed
@@ -40,7 +41,6 @@ from lemonkit.io.model_card import write_model_card
 from lemonkit.io.parallel import default_workers, in_order
 from lemonkit.io.preflight import (
     check_dtypes,
-    check_finite,
     check_free_space,
     check_target_config,
     planned_bytes,
@@ -132,10 +132,15 @@ def expand_folder(
     src, out = source.path.resolve(), Path(out).resolve()
     _check_paths(src, out, force)
     check_sentence_transformers(src)
-    ckpt, plan, decisions = plan_folder(source, dtype=dtype, upcycle=upcycle, **growth)
+    scan = FiniteScan.of_folder(src)  # reads while the plan is made
+    try:
+        ckpt, plan, decisions = plan_folder(source, dtype=dtype, upcycle=upcycle, **growth)
+    except BaseException:
+        scan.stop()  # nothing more to read for
+        raise
     n_params = (_count(ckpt.infos().values()), _count((d.dtype, d.shape) for d in decisions))
     decisions = [d for d in decisions if d.saved]
-    _check_finite(ckpt, decisions)
+    _check_finite(scan, ckpt, decisions)
     check_free_space(out.parent, planned_bytes([d.entry for d in decisions], src))
     record = {"source_ref": source.to_json(), "config": _replayable(run_config, source)}
     workers = workers or default_workers()
@@ -167,14 +172,15 @@ def expand_folder(
     return FolderResult(out, plan, files, report)
 
 
-def _check_finite(ckpt, decisions: list[Decision]) -> None:
-    """Non-finite source weights, named; an upcycled source is checked on its dense
-    tensors (each read once, not once per expert copy)."""
+def _check_finite(scan: FiniteScan, ckpt, decisions: list[Decision]) -> None:
+    """Non-finite source weights, named (from ``scan``, the background reading of the
+    source's files); an upcycled source is checked on its dense tensors (each read
+    once, not once per expert copy)."""
     dense = getattr(ckpt, "dense", None)
     if dense is not None:
-        check_finite(dense, list(dense))
+        scan.check(list(dense), fallback=dense)
     else:
-        check_finite(ckpt, [n for d in decisions for n in (d.source, d.donor) if n])
+        scan.check([n for d in decisions for n in (d.source, d.donor) if n], fallback=ckpt)
 
 
 def _write(

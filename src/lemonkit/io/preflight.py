@@ -3,7 +3,7 @@
 Everything a run could fail on late is looked at first, so that a failure costs seconds
 and leaves nothing behind: the target config as its family's own config class sees it,
 the dtypes of the tensors (float8 and integer tensors grow only where they are copied),
-non-finite source weights (named), and the free space the output needs.
+non-finite source weights (named, :mod:`lemonkit.io.finite`), and the free space the output needs.
 
 Example::
 
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from lemonkit.errors import CheckpointError, ImpossibleExpansionError, LemonkitError
+from lemonkit.errors import ImpossibleExpansionError, LemonkitError
 from lemonkit.plan.decisions import Decision
 
 log = logging.getLogger(__name__)
 
 WIDE_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MARGIN_BYTES = 1 << 20  # config, provenance, headers
-FINITE_CHUNK = 1 << 24  # elements checked at a time (bounded memory)
 
 
 def check_target_config(plan) -> None:
@@ -80,31 +79,6 @@ def _copied(d: Decision) -> bool:
     # ``untie`` noise goes only where the function does not read it (free parameters of
     # a new block): rounding it is harmless; paired (cancel) units must cancel exactly
     return unchanged and not getattr(d, "paired", False) and all(f == 1.0 for f in factors)
-
-
-def check_finite(source: Mapping[str, torch.Tensor], names: Iterable[str]) -> None:
-    """Name the first source tensor holding NaN or infinity (read one at a time)."""
-    for name in dict.fromkeys(names):
-        tensor = source[name]
-        if not tensor.is_floating_point():
-            continue
-        flat = tensor.reshape(-1)
-        for start in range(0, flat.numel(), FINITE_CHUNK):
-            piece = flat[start : start + FINITE_CHUNK]
-            if piece.element_size() == 1:
-                piece = piece.float()  # float8: reductions need a wider dtype
-            # min and max propagate NaN and reach inf: one pass (3x two reductions on
-            # bfloat16), no temporaries
-            low, high = torch.aminmax(piece)
-            if torch.isfinite(low) and torch.isfinite(high):
-                continue
-            bad = (~torch.isfinite(piece)).sum().item()
-            if bad:
-                raise CheckpointError(
-                    f"source tensor {name!r} holds {bad} non-finite value(s) (NaN or inf) "
-                    "in its first affected chunk; an expansion would carry them: fix the "
-                    "checkpoint first"
-                )
 
 
 def planned_bytes(entries: Iterable[tuple], src: Path) -> int:

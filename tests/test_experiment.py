@@ -150,6 +150,7 @@ def test_tiny_experiment_end_to_end(tiny_results):
     invocation = json.loads((folder / "invocation.json").read_text())
     assert invocation["trained"] == invocation["runs"] == len(runs)
     assert (invocation["jobs"], invocation["threads"]) == (1, 1) and invocation["wall_s"] > 0
+    assert invocation["cpu_s"] > 0
     assert "The whole preset, in one command (`--jobs 1 --threads 1`" in text
     assert "(one command:" in text
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import tomllib
 from dataclasses import asdict, dataclass
@@ -32,14 +31,14 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 import lemonkit
+from lemonkit.harness import invocation, loop, tokenize
 from lemonkit.harness import jobs as jobs_module
-from lemonkit.harness import loop, tokenize
 from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
 from lemonkit.harness.data import ImageData, TextData
 from lemonkit.harness.errors import HarnessError
 from lemonkit.harness.growth import add_noise, tied_count
 from lemonkit.harness.models import TASKS, build_model, expand_kwargs
-from lemonkit.harness.runs import INVOCATION, NOT_RUNS, RunSpec, is_lossy, key_fields, run_specs
+from lemonkit.harness.runs import NOT_RUNS, RunSpec, is_lossy, key_fields, run_specs
 from lemonkit.harness.sources import load_source
 
 log = logging.getLogger(__name__)
@@ -335,7 +334,7 @@ def run_experiment(
     """Every run of ``exp`` in dependency order (``only``: a subset by name); ``jobs`` > 1
     runs that many at a time in worker processes of ``threads`` torch threads each
     (:mod:`lemonkit.harness.jobs`)."""
-    start = time.time()
+    start, cpu_start = time.time(), invocation.cpu_seconds()
     data = load_data(exp)  # also trains the tokenizer once, before any worker needs it
     specs = [s for s in exp.specs() if not only or s.name in only]
     if jobs > 1:
@@ -348,29 +347,8 @@ def run_experiment(
             log.info("%s/%s: %s", exp.name, exp.preset, spec.name)
             records.append(run_one(exp, spec, data, progress, force=force))
     if not only and loop.world()[0] == 0:
-        _save_invocation(exp, records, start, jobs, threads)
+        invocation.save(exp.out, records, start, cpu_start, jobs, threads)
     return records
-
-
-def _save_invocation(exp: Experiment, records: list[dict], start: float, jobs: int, threads: int):
-    """``invocation.json``: the wall time of this whole preset's run (data preparation
-    included) and how many of its runs it trained; the others were finished before.
-
-    A preset's time budget is read from an invocation that trained every run."""
-    trained = sum(r.get("finished_at", 0.0) >= start for r in records)
-    record = {
-        "wall_s": time.time() - start,
-        "runs": len(records),
-        "trained": trained,
-        "jobs": jobs,
-        "threads": threads,
-        "cores": os.cpu_count(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-    path = exp.out / INVOCATION
-    exp.out.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".tmp").write_text(json.dumps(record, indent=1))
-    path.with_suffix(".tmp").replace(path)
 
 
 def stale_results(exp: Experiment) -> list[Path]:

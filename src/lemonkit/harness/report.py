@@ -24,10 +24,10 @@ import json
 import statistics
 from pathlib import Path
 
-from lemonkit.harness import stats, timing
+from lemonkit.harness import invocation, stats, timing
 from lemonkit.harness.describe import models_sentence, where_it_ran
 from lemonkit.harness.plots import plot
-from lemonkit.harness.runs import GROUP_ORDER, INVOCATION, NOT_RUNS, OVERVIEW_RUNS, method_of
+from lemonkit.harness.runs import GROUP_ORDER, NOT_RUNS, OVERVIEW_RUNS, method_of
 
 DIP_WINDOW = 0.25  # the dip is looked for in the first quarter of T after growth
 
@@ -285,8 +285,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
     first = next(iter(runs.values()))
     name, preset = first["experiment"], first["preset"]
     summary["models"] = first["key"]["models"]
-    if (folder / INVOCATION).exists():
-        summary["invocation"] = json.loads((folder / INVOCATION).read_text())
+    summary["invocation"] = invocation.load(folder)
     png = folder / "curves.png"
     plot(runs, summary, png, f"{name} ({preset})")
     when = timing.section(summary, folder, results_root, f"{name} ({preset})")
@@ -307,7 +306,7 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"{summary['small_final_val']:.4f}, {small_gap:+.4f} from the target; its training "
             f"costs {100 * summary['small_flops'] / summary['scratch_flops']:.1f}% of the "
             f"scratch run's FLOPs. All {len(runs)} runs took {summary['wall_s'] / 60:.1f} min "
-            f"of wall time ({where_it_ran(first)}).{invocation_sentence(folder)}"
+            f"of wall time ({where_it_ran(first)}).{invocation.sentence(folder)}"
             f"{_plateau(summary)}",
             "",
             _saving_sentence(h, verdict(summary)),
@@ -326,25 +325,6 @@ def experiment_section(folder: Path, results_root: Path) -> str | None:
             f"![{name}]({rel_png})",
             "",
         ]
-    )
-
-
-def invocation_sentence(folder: Path) -> str:
-    """What the preset's last whole run took (``invocation.json``), when it trained every
-    run: the preset's time budget as one command spends it; else empty.
-
-    Example: `` The whole preset, in one command (`--jobs 2 --threads 1` on 2 CPU cores,
-    data preparation included), took 19.3 min.``"""
-    path = folder / INVOCATION
-    if not path.exists():
-        return ""
-    inv = json.loads(path.read_text())
-    if inv["trained"] != inv["runs"]:
-        return ""
-    where = "a GPU" if inv["device"] == "cuda" else f"{inv['cores']} CPU cores"
-    return (
-        f" The whole preset, in one command (`--jobs {inv['jobs']} --threads {inv['threads']}` "
-        f"on {where}, data preparation included), took {inv['wall_s'] / 60:.1f} min."
     )
 
 
@@ -377,17 +357,9 @@ def overview(summaries: list[tuple[str, str, dict]]) -> str:
             f"| {name} | {preset} | {s['target']:.4f} | {s['small_final_val'] - s['target']:+.3f} "
             f"| {h['saved']} | **{h['saved_net']}** | "
             + " | ".join(cells)
-            + f" | {s['wall_s'] / 60:.1f} min{_one_command(s)} |"
+            + f" | {s['wall_s'] / 60:.1f} min{invocation.overview_cell(s)} |"
         )
     return "\n".join(lines)
-
-
-def _one_command(summary: dict) -> str:
-    """`` (one command: 19.3 min)`` when the preset's last invocation trained every run."""
-    inv = summary.get("invocation")
-    if not inv or inv["trained"] != inv["runs"]:
-        return ""
-    return f" (one command: {inv['wall_s'] / 60:.1f} min)"
 
 
 def write_results(root: Path) -> Path:

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lemonkit.cli.main import main
+from lemonkit.errors import LemonkitError
 from lemonkit.io.folder import expand_folder
 from lemonkit.io.parallel import in_order
 from lemonkit.testing.zoo import build, resnet, swinv2
@@ -38,9 +39,13 @@ def test_default_check_catches_one_planted_row(llama_bf16, tmp_path):
     assert cert["end_to_end_kind"].startswith("skipped") and cert["notes"]
     assert cert["parts"]["probed"] > 10 and cert["parts"]["dtype"] == "float32"
     p = cert["parts"]
-    assert p["probed"] + p["recomputed"] + p["copied"] == p["parts"]  # each counted once
+    assert p["probed"] + p["recomputed"] + p["copied"] + p["checksummed"] == p["parts"]
+    assert p["checksummed"] > 0  # the new block's untied tensors: the engine's own bytes
     assert cert["peak_rss"] > 0
     assert main(["-q", "verify", str(out), "--max-memory", TINY]) == 0  # SRC from the record
+    recheck = certify(llama_bf16, out, max_memory=10_000).parts  # no checksums: recomputed
+    assert recheck["checksummed"] == 0
+    assert recheck["recomputed"] == p["recomputed"] + p["checksummed"]
     name = "model.layers.1.mlp.down_proj.weight"
     tensors = load_file(out / "model.safetensors")
     tensors[name][7] *= 1.05  # one wrong row of one tensor
@@ -77,6 +82,28 @@ def test_a_planted_row_is_caught_on_every_check_path(llama_bf16, tmp_path):
             assert [f["name"] for f in report.parts["failing"]] == [name], (name, plant)
     save_file(clean, out / "model.safetensors", metadata={"format": "pt"})
     assert certify(llama_bf16, out, max_memory=10_000).ok
+
+
+def test_bytes_that_differ_from_the_engines_fail_the_expand_run(llama_bf16, tmp_path, monkeypatch):
+    """A checksummed tensor whose stored bytes are not the ones the engine made (one row
+    changed between the engine and the disk) fails the run: nothing is published."""
+    import lemonkit.io.folder as folder
+    from lemonkit.verification import checksums
+
+    name = "model.layers.2.mlp.up_proj.weight"  # a new block's untied tensor
+
+    def corrupted(job, sums, tensor):
+        for chunk in checksums.checksummed(job, sums, tensor):
+            if tensor == name:
+                chunk[5] *= 1.05  # after its CRC was taken: what the writer gets differs
+            yield chunk
+
+    monkeypatch.setattr(folder, "checksummed", corrupted)
+    out = tmp_path / "big"
+    grow = dict(hidden_size=96, intermediate_size=192, num_layers=3)
+    with pytest.raises(LemonkitError, match="verification failed"):
+        expand_folder(llama_bf16, out, max_memory=10_000, progress=False, **grow)
+    assert not out.exists()
 
 
 def test_a_wrong_norm_is_caught_by_recomputation(llama_bf16, tmp_path):
@@ -184,5 +211,6 @@ def test_depth_only_copies_are_counted_as_copies_not_probes(llama_bf16, tmp_path
     out = tmp_path / "deep"
     assert main(["-q", "expand", str(llama_bf16), str(out), "--num-layers", "3"]) == 0
     p = _record(out)["verification"]["parts"]
-    assert p["copied"] > 0 and p["probed"] + p["recomputed"] + p["copied"] == p["parts"]
+    assert p["copied"] > 0
+    assert p["probed"] + p["recomputed"] + p["copied"] + p["checksummed"] == p["parts"]
     assert "copies compared bytewise" in (out / "README.md").read_text()

@@ -50,6 +50,8 @@ from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.upcycle import Upcycle, upcycle_growth
 from lemonkit.verification.certificate import DEFAULT_MAX_MEMORY, Certificate, certify
+from lemonkit.verification.checksums import checksummed
+from lemonkit.verification.parts import check_kind
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +151,16 @@ def expand_folder(
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
         try:
+            checksums: dict[str, int] = {}  # filled as the tensors are made
             files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
-                           max_shard_size, progress, workers)  # fmt: skip
+                           max_shard_size, progress, workers, checksums)  # fmt: skip
             write_provenance(tmp, src, plan, None, files, record)
             report = None
             if check:
                 report = certify(
                     src, tmp, plan=plan, decisions=decisions, source=ckpt, level=verify,
                     max_memory=max_memory, out_dtype=dtype, progress=progress,
-                    workers=workers,
+                    workers=workers, checksums=checksums,
                 )  # fmt: skip
                 if not report.ok and not plan.lossy_reason:
                     raise LemonkitError(
@@ -184,12 +187,16 @@ def _check_finite(scan: FiniteScan, ckpt, decisions: list[Decision]) -> None:
 
 
 def _write(
-    tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers
+    tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers, checksums
 ) -> list[str]:
     """The shards (streamed, ``workers`` tensors at once, written in order), the config
-    and the copied files, into ``tmp``."""
+    and the copied files, into ``tmp``; ``checksums`` gets the CRC-32 of each tensor the
+    parts check could only recompute (:mod:`lemonkit.verification.checksums`)."""
     entries = [d.entry for d in decisions]
     jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
+    for i, d in enumerate(decisions):
+        if d.op == "expand" and check_kind(plan, d) == "recompute":
+            jobs[i] = partial(checksummed, jobs[i], checksums, d.name)
     tensors = in_order(jobs, [nbytes(e) for e in entries], workers)
     total = sum(nbytes(e) for e in entries)
     with tqdm(total=total, unit="B", unit_scale=True, desc="expand", disable=not progress) as bar:

@@ -136,7 +136,8 @@ def _verification(plan: ExpansionPlan, report) -> str:
             f"- parts: each of the {parts['parts']} stored tensors against its source "
             f"({parts['probed']} on {parts['probes_per_part']} {parts['dtype']} random "
             f"probes, {parts['recomputed']} recomputed, {parts.get('copied', 0)} copies "
-            "compared bytewise)" + (f"; worst relative error {worst['error']:.1e}" if worst else "")
+            f"compared bytewise, {parts.get('checksummed', 0)} against the CRC-32 of the "
+            "engine's output)" + (f"; worst relative error {worst['error']:.1e}" if worst else "")
         )
     e2e = report.end_to_end
     if e2e is not None:

@@ -99,7 +99,8 @@ class Certificate:
             lines.append(
                 f"  parts: {p['parts']} tensors ({p['probed']} on {p['probes_per_part']} "
                 f"{p['dtype']} probes, {p['recomputed']} recomputed, "
-                f"{p.get('copied', 0)} copies compared bytewise)"
+                f"{p.get('copied', 0)} copies compared bytewise, "
+                f"{p.get('checksummed', 0)} against the engine's CRC-32)"
                 + (f"; worst {w['name']} {w['error']:.1e} (tol {w['tolerance']:.0e})" if w else "")
             )
             for f in p["failing"]:
@@ -127,10 +128,13 @@ def certify(
     seed: int = 0,
     progress: bool = False,
     workers: int = 1,
+    checksums: dict[str, int] | None = None,
 ) -> Certificate:
     """Check ``out`` against ``src``; ``plan``/``decisions``/``source`` as expand made
     them (else re-made from ``out``'s ``lemonkit.json``). ``out_dtype``: ``--dtype``.
-    ``workers``: tensors checked at once (the budget is shared)."""
+    ``workers``: tensors checked at once (the budget is shared). ``checksums``: the
+    expand run's CRC-32 of the tensors the engine alone can check
+    (:mod:`~lemonkit.verification.checksums`)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
     start = time.perf_counter()
@@ -147,7 +151,7 @@ def certify(
         saved = [d for d in decisions if d.saved]
         parts = check_parts(
             source, target, plan, saved, level=LEVELS[level], chunk_bytes=chunk,
-            seed=seed, progress=progress, workers=workers,
+            seed=seed, progress=progress, workers=workers, checksums=checksums,
         )  # fmt: skip
     tol = plan.expected_error if plan is not None else recorded_tolerance(out)
     report, kind = _end_to_end(src, out, level, max_memory, tol, out_dtype, seed, progress)

@@ -7,7 +7,8 @@ def where_it_ran(record: dict) -> str:
     """``"GPU: NVIDIA H200"``, ``"GPU"`` (older records) or ``"CPU, 2 threads"``."""
     if record.get("device") == "cuda":
         return f"GPU: {record['gpu']}" if record.get("gpu") else "GPU"
-    return f"CPU, {record.get('threads', '?')} threads"
+    threads = record.get("threads", "?")
+    return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def describe_model(spec: dict) -> str:

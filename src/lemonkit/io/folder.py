@@ -50,8 +50,7 @@ from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.upcycle import Upcycle, upcycle_growth
 from lemonkit.verification.certificate import DEFAULT_MAX_MEMORY, Certificate, certify
-from lemonkit.verification.checksums import checksummed
-from lemonkit.verification.parts import check_kind
+from lemonkit.verification.checksums import checksum_kind, checksummed
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +189,12 @@ def _write(
     tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers, checksums
 ) -> list[str]:
     """The shards (streamed, ``workers`` tensors at once, written in order), the config
-    and the copied files, into ``tmp``; ``checksums`` gets the CRC-32 of each tensor the
-    parts check could only recompute (:mod:`lemonkit.verification.checksums`)."""
+    and the copied files, into ``tmp``; ``checksums`` gets the CRC-32 of the new blocks'
+    untied tensors (:mod:`lemonkit.verification.checksums`)."""
     entries = [d.entry for d in decisions]
     jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
     for i, d in enumerate(decisions):
-        if d.op == "expand" and check_kind(plan, d) == "recompute":
+        if checksum_kind(plan, d):
             jobs[i] = partial(checksummed, jobs[i], checksums, d.name)
     tensors = in_order(jobs, [nbytes(e) for e in entries], workers)
     total = sum(nbytes(e) for e in entries)

@@ -150,7 +150,7 @@ def expand_folder(
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
         try:
-            checksums: dict[str, int] = {}  # filled as the tensors are made
+            checksums: dict[str, int] | None = {} if check else None  # filled as made
             files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
                            max_shard_size, progress, workers, checksums)  # fmt: skip
             write_provenance(tmp, src, plan, None, files, record)
@@ -189,12 +189,12 @@ def _write(
     tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers, checksums
 ) -> list[str]:
     """The shards (streamed, ``workers`` tensors at once, written in order), the config
-    and the copied files, into ``tmp``; ``checksums`` gets the CRC-32 of the new blocks'
-    untied tensors (:mod:`lemonkit.verification.checksums`)."""
+    and the copied files, into ``tmp``; ``checksums`` (None: no check follows) gets the
+    CRC-32 of the new blocks' untied tensors (:mod:`lemonkit.verification.checksums`)."""
     entries = [d.entry for d in decisions]
     jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
     for i, d in enumerate(decisions):
-        if checksum_kind(plan, d):
+        if checksums is not None and checksum_kind(plan, d):
             jobs[i] = partial(checksummed, jobs[i], checksums, d.name)
     tensors = in_order(jobs, [nbytes(e) for e in entries], workers)
     total = sum(nbytes(e) for e in entries)

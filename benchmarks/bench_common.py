@@ -18,13 +18,20 @@ import torch
 
 CACHE = Path(os.path.expanduser("~/.cache/lemonkit-bench"))  # never inside the repo
 
-# Runs in a child process: executes the given code, then reports its own peak RSS.
+# Runs in a child process: executes the given code, then reports its own peak RSS: the
+# high-water mark of its own memory image (VmHWM). Not ru_maxrss: Linux carries that over
+# exec from the parent at fork time, so a child of a 1.4 GB parent reported 1.4 GB.
 CHILD = """
 import json, resource, sys, time
 start = time.perf_counter()
 exec(sys.argv[1])
-print(json.dumps({"wall_s": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+wall = time.perf_counter() - start
+try:
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak_kb = int(status.split()[0])
+except (OSError, IndexError):
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_kb / 1024}))
 """
 
 LEMONKIT = """

@@ -18,8 +18,12 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
@@ -30,6 +34,7 @@ from lemonkit.harness.runs import RunSpec
 log = logging.getLogger(__name__)
 
 PHASES = ("source", "reference")  # then every other group
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def phases(specs: list[RunSpec]) -> list[list[RunSpec]]:
@@ -49,7 +54,22 @@ def phases(specs: list[RunSpec]) -> list[list[RunSpec]]:
 _WORKER: dict = {}  # in each worker process: the experiment, its data, the run function
 
 
-def _init_worker(exp, threads: int, level: int, load: Callable, run: Callable) -> None:
+def die_with_parent(parent: int) -> None:
+    """Linux: end this worker (SIGTERM) when ``parent``, the process that started it,
+    dies. A ``kill`` of ``run.py`` reaches it alone; its workers would otherwise go on
+    training and writing run records into the results folder (it happened). Elsewhere
+    it does nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _init_worker(exp, threads: int, level: int, load: Callable, run: Callable, parent: int):
+    die_with_parent(parent)
     logging.basicConfig(level=level, format="%(message)s")
     torch.set_num_threads(threads)
     _WORKER.update(exp=exp, data=load(exp), run=run)
@@ -76,7 +96,7 @@ def run_in_phases(
     by_name: dict[str, dict] = {}
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     level = logging.getLogger("lemonkit").getEffectiveLevel()
-    initargs = (exp, threads, level, load, run)
+    initargs = (exp, threads, level, load, run, os.getpid())
     with ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_init_worker, initargs=initargs
     ) as pool:

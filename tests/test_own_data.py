@@ -73,7 +73,7 @@ def test_the_example_runs_on_a_user_folder(tmp_path):
     out = tmp_path / "results"
     assert cli.main([str(config), "--preset", "tiny", "--out", str(out), "--quiet"]) == 0
     folder = out / "own_data" / "tiny"
-    runs = {p.stem for p in folder.glob("*.json")} - {"summary"}
+    runs = {p.stem for p in folder.glob("*.json")} - {"summary", "invocation"}
     assert runs == {"small", "scratch-s0", "lemon-s0", "net2net-s0"}
     lemon = json.loads((folder / "lemon-s0.json").read_text())
     assert lemon["init_rel_error"] < 1e-4  # grown losslessly on the user's tokens

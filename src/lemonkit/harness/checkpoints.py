@@ -65,6 +65,13 @@ def remove_checkpoint(path: Path) -> None:
         shutil.rmtree(candidate, ignore_errors=True)
 
 
+def write_json(path: Path, record: dict) -> None:
+    """``record`` as JSON at ``path``, atomically (written beside it, then renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """The model's state dict as safetensors (on the CPU, tied tensors stored twice)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

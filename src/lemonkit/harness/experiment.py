@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 import lemonkit
 from lemonkit.harness import invocation, loop, tokenize
 from lemonkit.harness import jobs as jobs_module
-from lemonkit.harness.checkpoints import remove_checkpoint, save_weights
+from lemonkit.harness.checkpoints import remove_checkpoint, save_weights, write_json
 from lemonkit.harness.data import ImageData, TextData
 from lemonkit.harness.errors import HarnessError
 from lemonkit.harness.growth import add_noise, tied_count
@@ -317,10 +317,7 @@ def _save(exp: Experiment, spec: RunSpec, model: torch.nn.Module, record: dict) 
         weights = exp.out / f"{spec.name}.safetensors.tmp"
         save_weights(model, weights)
         weights.replace(exp.out / f"{spec.name}.safetensors")
-    path = exp.out / f"{spec.name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    write_json(exp.out / f"{spec.name}.json", record)
 
 
 def run_experiment(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lemonkit.harness.checkpoints import write_json
 from lemonkit.harness.runs import INVOCATION
 
 
@@ -50,9 +51,7 @@ def save(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (INVOCATION + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out / INVOCATION)
+    write_json(out / INVOCATION, record)
     return record
 
 

@@ -8,7 +8,7 @@ import torch
 from lemonkit.engine import iter_expand_tensor
 from lemonkit.engine.lazy import LazyTensor
 from lemonkit.engine.tensor import CHUNK_ELEMENTS
-from lemonkit.io.memory import _libc, release_freed
+from lemonkit.io.memory import KEEP_BELOW, _libc, anonymous_rss, release_freed
 from lemonkit.plan import make_plan
 from lemonkit.plan.decisions import decide
 from lemonkit.testing.zoo import build
@@ -60,3 +60,12 @@ def test_freed_memory_is_released_on_glibc():
     del blocks
     assert _libc() is not None  # glibc (this project's Linux): malloc_trim is there
     assert isinstance(release_freed(), bool)
+
+
+def test_freed_memory_is_kept_for_reuse_below_the_threshold():
+    before = anonymous_rss()
+    block = torch.ones(1 << 24)  # 64 MB, touched: anonymous and resident
+    assert anonymous_rss() - before >= 60 << 20
+    del block
+    assert release_freed(above=1 << 50) is False  # below the threshold: nothing trimmed
+    assert 0 < anonymous_rss() < KEEP_BELOW * 4

@@ -236,7 +236,7 @@ def _expand_one(plan: ExpansionPlan, ckpt, d: Decision, compute_dtype) -> Iterat
     read = ckpt.lazy if isinstance(ckpt, Checkpoint) else ckpt.__getitem__
     donor = read(d.donor) if d.donor else None
     yield from iter_expand_tensor(plan, d, read(d.source), donor, compute_dtype)
-    release_freed()  # its chunks' heap pages back to the system: RSS stays bounded
+    release_freed()  # RSS stays bounded; below KEEP_BELOW, freed pages are reused
 
 
 def _check_paths(src: Path, out: Path, force: bool) -> None:

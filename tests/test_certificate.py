@@ -214,3 +214,59 @@ def test_depth_only_copies_are_counted_as_copies_not_probes(llama_bf16, tmp_path
     assert p["copied"] > 0
     assert p["probed"] + p["recomputed"] + p["copied"] + p["checksummed"] == p["parts"]
     assert "copies compared bytewise" in (out / "README.md").read_text()
+
+
+def test_the_streamed_check_gives_the_record_of_the_check_after_the_write(llama_bf16, tmp_path):
+    """Shard by shard while expand writes (``StreamedCheck``), the parts record is the one
+    ``check_parts`` makes of the finished folder; a shard never handed over is missing."""
+    from safetensors import safe_open
+
+    from lemonkit.io.checkpoint import Checkpoint
+    from lemonkit.verification.certificate import _replan
+    from lemonkit.verification.parts import LEVELS, check_parts
+    from lemonkit.verification.streamed import StreamedCheck
+
+    out = tmp_path / "big"
+    grow = ["--hidden-size", "96", "--intermediate-size", "192", "--num-layers", "3"]
+    args = ["-q", "expand", str(llama_bf16), str(out), *grow, "--max-shard-size", "60KB"]
+    assert main([*args, "--max-memory", TINY]) == 0
+    assert "while the output was written" in " ".join(_record(out)["verification"]["notes"])
+    plan, decisions, source, _, _ = _replan(llama_bf16, out)
+    saved = [d for d in decisions if d.saved]
+    target, level = Checkpoint.open(out), LEVELS["cheap"]
+    after = check_parts(source, target, plan, saved, level=level, chunk_bytes=2**20)
+    shards = sorted(out.glob("model-*.safetensors"))
+    assert len(shards) > 2
+    for handed in (shards, shards[:-1]):
+        streamed = StreamedCheck(source, plan, saved, level=level, chunk_bytes=2**20)
+        for path in handed:
+            with safe_open(str(path), "pt") as f:
+                streamed.shard_done(path, list(f.keys()))
+        record = streamed.result()
+        if handed == shards:
+            assert record == after and record["ok"]
+        else:
+            with safe_open(str(shards[-1]), "pt") as f:
+                left = set(f.keys())
+            assert not record["ok"]
+            assert {f["name"] for f in record["failing"]} == left
+            assert all(f["error"] == "missing" for f in record["failing"])
+
+
+def test_the_check_thread_alone_runs_at_the_lowest_priority():
+    import os
+
+    from lemonkit.verification.streamed import LOWEST_PRIORITY, lower_priority
+
+    seen = {}
+
+    def probe():
+        lower_priority()
+        seen["thread"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = threading.Thread(target=probe)
+    worker.start()
+    worker.join()
+    assert seen["thread"] == LOWEST_PRIORITY
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the process keeps its own

@@ -49,7 +49,12 @@ from lemonkit.io.writer import nbytes, plan_shards, write_shards
 from lemonkit.plan import ExpansionPlan, make_plan
 from lemonkit.plan.decisions import Decision, decide
 from lemonkit.plan.upcycle import Upcycle, upcycle_growth
-from lemonkit.verification.certificate import DEFAULT_MAX_MEMORY, Certificate, certify
+from lemonkit.verification.certificate import (
+    DEFAULT_MAX_MEMORY,
+    Certificate,
+    certify,
+    streamed_check,
+)
 from lemonkit.verification.checksums import checksum_kind, checksummed
 
 log = logging.getLogger(__name__)
@@ -149,17 +154,18 @@ def expand_folder(
         _check_paths(src, out, force)  # again: a run that held the lock may have written it
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
+        checksums: dict[str, int] | None = {} if check else None  # filled as made
+        streamed = streamed_check(ckpt, plan, decisions, verify, max_memory, checksums)
         try:
-            checksums: dict[str, int] | None = {} if check else None  # filled as made
             files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
-                           max_shard_size, progress, workers, checksums)  # fmt: skip
+                           max_shard_size, progress, workers, checksums, streamed)  # fmt: skip
             write_provenance(tmp, src, plan, None, files, record)
             report = None
             if check:
                 report = certify(
                     src, tmp, plan=plan, decisions=decisions, source=ckpt, level=verify,
                     max_memory=max_memory, out_dtype=dtype, progress=progress,
-                    workers=workers, checksums=checksums,
+                    workers=workers, checksums=checksums, parts=streamed.result(),
                 )  # fmt: skip
                 if not report.ok and not plan.lossy_reason:
                     raise LemonkitError(
@@ -169,6 +175,8 @@ def expand_folder(
             write_model_card(tmp, source, plan, report, n_params)
             _publish(tmp, out)
         except BaseException:
+            if streamed is not None:
+                streamed.cancel()  # it reads tmp's shards
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return FolderResult(out, plan, files, report)
@@ -186,11 +194,13 @@ def _check_finite(scan: FiniteScan, ckpt, decisions: list[Decision]) -> None:
 
 
 def _write(
-    tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers, checksums
-) -> list[str]:
+    tmp, src, ckpt, plan, decisions, dtype, compute_dtype, shard, progress, workers, checksums,
+    streamed=None,
+) -> list[str]:  # fmt: skip
     """The shards (streamed, ``workers`` tensors at once, written in order), the config
     and the copied files, into ``tmp``; ``checksums`` (None: no check follows) gets the
-    CRC-32 of the new blocks' untied tensors (:mod:`lemonkit.verification.checksums`)."""
+    CRC-32 of the new blocks' untied tensors (:mod:`lemonkit.verification.checksums`);
+    ``streamed`` (a :class:`StreamedCheck`) is given each shard once it is written."""
     entries = [d.entry for d in decisions]
     jobs = [partial(_expand_one, plan, ckpt, d, compute_dtype) for d in decisions]
     for i, d in enumerate(decisions):
@@ -205,7 +215,8 @@ def _write(
             bar.update(n_bytes)
             bar.set_postfix_str(f"{next(done)}/{len(entries)} tensors", refresh=False)
 
-        files = write_shards(tmp, plan_shards(entries, shard), tensors, advance)
+        on_shard = streamed.shard_done if streamed is not None else None
+        files = write_shards(tmp, plan_shards(entries, shard), tensors, advance, on_shard)
     write_config(plan, tmp, dtype)
     copy_other_files(src, tmp)
     if plan.target.hidden_size is not None:

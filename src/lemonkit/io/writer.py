@@ -83,8 +83,10 @@ def write_shards(
     shards: list[list[Entry]],
     tensors: Iterator[torch.Tensor | Iterable[torch.Tensor]],
     on_tensor: Callable[[int], None] | None = None,
+    on_shard: Callable[[Path, list[str]], None] | None = None,
 ) -> list[str]:
-    """Write the planned shards, consuming ``tensors`` in the planned order.
+    """Write the planned shards, consuming ``tensors`` in the planned order;
+    ``on_shard(path, names)`` once a shard's file is complete and closed.
 
     Each item is a tensor or an iterable of its chunks along axis 0 (written as they
     come, so a tensor never needs to be whole in memory).
@@ -105,6 +107,8 @@ def write_shards(
                 item = chunk = None  # queued for the file: not held while the next is computed
                 if on_tensor:
                     on_tensor(nbytes(entry))
+        if on_shard:
+            on_shard(folder / file, [e[0] for e in entries])
     if len(shards) > 1:
         weight_map = {e[0]: file for file, es in zip(names, shards, strict=True) for e in es}
         total = sum(nbytes(e) for es in shards for e in es)

@@ -40,6 +40,7 @@ from lemonkit.plan.decisions import Decision, decide
 from lemonkit.verification.compare import VerifyReport
 from lemonkit.verification.folders import recorded_tolerance
 from lemonkit.verification.parts import LEVELS, check_parts
+from lemonkit.verification.streamed import StreamedCheck
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,14 @@ def certify(
     progress: bool = False,
     workers: int = 1,
     checksums: dict[str, int] | None = None,
+    parts: dict | None = None,
 ) -> Certificate:
     """Check ``out`` against ``src``; ``plan``/``decisions``/``source`` as expand made
     them (else re-made from ``out``'s ``lemonkit.json``). ``out_dtype``: ``--dtype``.
     ``workers``: tensors checked at once (the budget is shared). ``checksums``: the
     expand run's CRC-32 of the tensors the engine alone can check
-    (:mod:`~lemonkit.verification.checksums`)."""
+    (:mod:`~lemonkit.verification.checksums`). ``parts``: the parts record, already made
+    while the output was written (:func:`streamed_check`)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
     start = time.perf_counter()
@@ -145,12 +148,12 @@ def certify(
         plan, decisions, source, out_dtype, why = _replan(src, out)
         if why:
             notes.append(why)
-    parts = None
-    if plan is not None:
-        chunk = max(2**20, min(64 * 2**20, max_memory // 32))
+    if parts is not None:
+        notes.append("parts checked shard by shard while the output was written")
+    if parts is None and plan is not None:
         saved = [d for d in decisions if d.saved]
         parts = check_parts(
-            source, target, plan, saved, level=LEVELS[level], chunk_bytes=chunk,
+            source, target, plan, saved, level=LEVELS[level], chunk_bytes=parts_chunk(max_memory),
             seed=seed, progress=progress, workers=workers, checksums=checksums,
         )  # fmt: skip
     tol = plan.expected_error if plan is not None else recorded_tolerance(out)
@@ -176,6 +179,29 @@ def certify(
         seconds=time.perf_counter() - start,
         notes=notes,
     )
+
+
+def parts_chunk(max_memory: int) -> int:
+    """Bytes of rows the parts check reads at a time, all its threads together."""
+    return max(2**20, min(64 * 2**20, max_memory // 32))
+
+
+def streamed_check(
+    source: Checkpoint,
+    plan: ExpansionPlan,
+    decisions: list[Decision],
+    level: str,
+    max_memory: int,
+    checksums: dict[str, int] | None,
+) -> StreamedCheck | None:
+    """The parts check that ``expand`` runs while it writes (None: ``checksums`` is None,
+    no check follows); ``decisions``: the saved ones, in write order."""
+    if checksums is None:
+        return None
+    return StreamedCheck(
+        source, plan, decisions, level=LEVELS[level], chunk_bytes=parts_chunk(max_memory),
+        checksums=checksums,
+    )  # fmt: skip
 
 
 def peak_rss() -> int:

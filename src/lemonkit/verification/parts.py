@@ -35,6 +35,7 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -90,40 +91,58 @@ def check_parts(
     :mod:`~lemonkit.verification.checksums`): those of them the check would recompute
     are compared with the stored bytes' CRC instead (a mismatch is then recomputed, for
     its error)."""
-    checksums = checksums or {}
-    tol_scale = 1.0 if not plan.lossy_reason else float("inf")
-    stored = target.infos()
-
-    def one(d: Decision) -> tuple[Decision, str | None, float | str]:
-        if d.name not in stored:
-            return d, None, "missing"
-        dtype, shape = stored[d.name]
-        if (dtype, tuple(shape)) != (d.dtype, d.shape):
-            return d, None, f"stored {dtype} {tuple(shape)}"
-        how = check_kind(plan, d)
-        per = _rows_per_chunk(d, chunk)
-        summed = how == "recompute" and d.name in checksums
-        if summed and stored_crc(target, d.name, d.shape, per) == checksums[d.name]:
-            return d, "checksum", 0.0
-        check = {"copy": _compare_copy, "probe": _probe, "recompute": _recompute}[how]
-        err = check(source, target, plan, d, level, per, seed)
-        release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
-        return d, how, err
-
     chunk = max(2**20, chunk_bytes // max(1, workers))  # the budget shared by the workers
-    parts, failing = [], []
+    one = partial(check_part, source, target, plan, level=level, chunk_bytes=chunk,
+                  seed=seed, checksums=checksums)  # fmt: skip
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(one, decisions)
-        for d, how, err in tqdm(
-            results, total=len(decisions), desc="verify parts", disable=not progress
-        ):
-            if how is None:
-                failing.append({"name": d.name, "error": err})
-                continue
-            tol = tolerance(plan, d, level) * tol_scale
-            parts.append((d.name, how, err, tol))
-            if not err <= tol:
-                failing.append({"name": d.name, "check": how, "error": err, "tolerance": tol})
+        bar = tqdm(results, total=len(decisions), desc="verify parts", disable=not progress)
+        return summarize(plan, level, list(bar))
+
+
+def check_part(
+    source: Checkpoint,
+    target: Checkpoint,
+    plan: ExpansionPlan,
+    d: Decision,
+    *,
+    level: Level,
+    chunk_bytes: int,
+    seed: int = 0,
+    checksums: dict[str, int] | None = None,
+) -> tuple[Decision, str | None, float | str]:
+    """One stored tensor checked: (decision, how, its error), or (decision, None, what is
+    wrong with it) when it is missing or stored with another dtype or shape."""
+    stored = target.infos()
+    if d.name not in stored:
+        return d, None, "missing"
+    dtype, shape = stored[d.name]
+    if (dtype, tuple(shape)) != (d.dtype, d.shape):
+        return d, None, f"stored {dtype} {tuple(shape)}"
+    how = check_kind(plan, d)
+    per = _rows_per_chunk(d, chunk_bytes)
+    checksums = checksums or {}
+    summed = how == "recompute" and d.name in checksums
+    if summed and stored_crc(target, d.name, d.shape, per) == checksums[d.name]:
+        return d, "checksum", 0.0
+    check = {"copy": _compare_copy, "probe": _probe, "recompute": _recompute}[how]
+    err = check(source, target, plan, d, level, per, seed)
+    release_freed()  # the chunks' heap pages back to the system: RSS stays bounded
+    return d, how, err
+
+
+def summarize(plan: ExpansionPlan, level: Level, results: list[tuple]) -> dict:
+    """The JSON-able parts record of :func:`check_part`'s results, in their order."""
+    tol_scale = 1.0 if not plan.lossy_reason else float("inf")
+    parts, failing = [], []
+    for d, how, err in results:
+        if how is None:
+            failing.append({"name": d.name, "error": err})
+            continue
+        tol = tolerance(plan, d, level) * tol_scale
+        parts.append((d.name, how, err, tol))
+        if not err <= tol:
+            failing.append({"name": d.name, "check": how, "error": err, "tolerance": tol})
     worst = max(parts, key=lambda p: p[2] / p[3] if p[3] else p[2], default=None)
     return {
         "ok": not failing,

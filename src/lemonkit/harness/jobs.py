@@ -2,11 +2,13 @@
 
 A small model on a few CPU cores uses two threads poorly: two one-thread runs side by side
 finish more runs per minute than one two-thread run at a time. The runs of a preset depend
-on each other only in three phases: the sources (``small``, the when-to-grow sources), the
-from-scratch references (their mean sets the target of every other run), then the rest.
-Each phase runs its runs in ``jobs`` spawned processes; each process loads the data once
-and trains with ``threads`` torch threads. A run's record does not depend on ``jobs``: it
-depends on its thread count, as any run does (tested: the same records with 1 and 2 jobs).
+on each other in two phases: the sources (``small``, the when-to-grow sources) with the
+from-scratch references (their mean sets the target of every other run), which need
+nothing, then the rest, which need both. (Sources and references were two phases: the
+small model then trained alone, one core idle.) Each phase runs its runs in ``jobs``
+spawned processes; each process loads the data once and trains with ``threads`` torch
+threads. A run's record does not depend on ``jobs``: it depends on its thread count, as
+any run does (tested: the same records with 1 and 2 jobs).
 
 The worker functions come in as arguments (``load`` and ``run``: the experiment's
 ``load_data`` and ``run_one``), so this module imports nothing of the experiment.
@@ -33,7 +35,7 @@ from lemonkit.harness.runs import RunSpec
 
 log = logging.getLogger(__name__)
 
-PHASES = ("source", "reference")  # then every other group
+FIRST = ("source", "reference")  # need nothing; every other group needs them
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
@@ -44,10 +46,9 @@ def phases(specs: list[RunSpec]) -> list[list[RunSpec]]:
         >>> s = [RunSpec("small", "small", "source"), RunSpec("scratch-s0", "scratch",
         ...      "reference"), RunSpec("lemon-s0", "expand", "headline")]
         >>> [[x.name for x in p] for p in phases(s)]
-        [['small'], ['scratch-s0'], ['lemon-s0']]
+        [['small', 'scratch-s0'], ['lemon-s0']]
     """
-    groups = [[s for s in specs if s.group == g] for g in PHASES]
-    groups.append([s for s in specs if s.group not in PHASES])
+    groups = [[s for s in specs if s.group in FIRST], [s for s in specs if s.group not in FIRST]]
     return [g for g in groups if g]
 
 

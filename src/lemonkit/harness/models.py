@@ -46,6 +46,9 @@ def _config(spec: dict, seq_len: int) -> tf.PretrainedConfig:
             n_head=h,
             n_inner=ffn,
             n_positions=seq_len,
+            # "gelu_pytorch_tanh": the same tanh approximation in one kernel (a preset's
+            # choice, so part of its runs' cache key); GPT-2's default composes six
+            activation_function=spec.get("activation", "gelu_new"),
             bos_token_id=0,
             eos_token_id=0,
             resid_pdrop=0.0,

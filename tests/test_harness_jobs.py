@@ -11,6 +11,7 @@ import torch
 from lemonkit.harness import experiment
 from lemonkit.harness.cli import main
 from lemonkit.harness.jobs import phases
+from lemonkit.harness.runs import RunSpec
 
 ROOT = Path(__file__).parents[1]
 TINY = {"arch": "llama", "hidden": 32, "layers": 1, "heads": 4, "kv_heads": 2, "intermediate": 64}
@@ -41,9 +42,12 @@ def test_phases_put_sources_and_references_together_then_the_rest():
     exp = experiment.experiment_from_config(_config(), "p", Path("unused"))
     names = [[s.name for s in p] for p in phases(exp.specs())]
     assert len(names) == 2
-    assert names[0] == ["small", "small-x0.5", "scratch-s0", "scratch-s1"]
+    assert names[0] == ["scratch-s0", "scratch-s1", "small", "small-x0.5"]  # longest first
     assert {"lemon-s0", "stack-s0", "lemon-x0.5-s0"} <= set(names[1])
     assert not {"small", "scratch-s0"} & set(names[1])
+    ki = RunSpec("ki-soft-s0", "scratch", "baseline", ki="soft", stop_at_target=True)
+    lemon = RunSpec("lemon-s0", "expand", "headline")
+    assert [s.name for s in phases([lemon, ki])[0]] == ["ki-soft-s0", "lemon-s0"]
 
 
 def test_two_jobs_give_the_records_of_one(tmp_path):

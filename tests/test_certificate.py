@@ -270,3 +270,10 @@ def test_the_check_thread_alone_runs_at_the_lowest_priority():
     worker.join()
     assert seen["thread"] == LOWEST_PRIORITY
     assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the process keeps its own
+
+
+def test_an_unknown_check_level_is_refused_before_anything_is_written(llama_bf16, tmp_path):
+    out = tmp_path / "big"
+    with pytest.raises(ValueError, match="level must be one of"):
+        expand_folder(llama_bf16, out, verify="thorough", progress=False, hidden_size=96)
+    assert not out.exists() and not list(tmp_path.glob(".*big*"))

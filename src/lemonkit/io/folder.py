@@ -155,8 +155,9 @@ def expand_folder(
         remove_stale_temporaries(out)
         tmp = make_temporary(out)
         checksums: dict[str, int] | None = {} if check else None  # filled as made
-        streamed = streamed_check(ckpt, plan, decisions, verify, max_memory, checksums)
+        streamed = None  # the parts check, shard by shard as written
         try:
+            streamed = streamed_check(ckpt, plan, decisions, verify, max_memory, checksums)
             files = _write(tmp, src, ckpt, plan, decisions, dtype, compute_dtype,
                            max_shard_size, progress, workers, checksums, streamed)  # fmt: skip
             write_provenance(tmp, src, plan, None, files, record)

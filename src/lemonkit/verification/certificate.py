@@ -138,8 +138,7 @@ def certify(
     expand run's CRC-32 of the tensors the engine alone can check
     (:mod:`~lemonkit.verification.checksums`). ``parts``: the parts record, already made
     while the output was written (:func:`streamed_check`)."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
+    _check_level(level)
     start = time.perf_counter()
     src, out = Path(src), Path(out)
     target = Checkpoint.open(out)
@@ -181,6 +180,11 @@ def certify(
     )
 
 
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
+
+
 def parts_chunk(max_memory: int) -> int:
     """Bytes of rows the parts check reads at a time, all its threads together."""
     return max(2**20, min(64 * 2**20, max_memory // 32))
@@ -198,6 +202,7 @@ def streamed_check(
     no check follows); ``decisions``: the saved ones, in write order."""
     if checksums is None:
         return None
+    _check_level(level)
     return StreamedCheck(
         source, plan, decisions, level=LEVELS[level], chunk_bytes=parts_chunk(max_memory),
         checksums=checksums,

@@ -14,7 +14,7 @@ kernel. So :func:`release_freed` keeps freed heap for reuse while the process's 
 memory stays below ``KEEP_BELOW``, and returns it beyond. Measured on the 1.07B
 width + depth growth (``--no-verify``, 2 workers): trimming after every tensor took 2.55M
 page faults and 21 s of system time; keeping took 0.36-0.48M faults and 15-17 s, and the
-run 1.5-3 s less (`benchmarks/expand_throughput.py`).
+run 1.5-3 s less (`benchmarks/results/expand_ab_trim_streamed.txt`).
 
 Example::
 

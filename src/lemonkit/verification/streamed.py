@@ -9,7 +9,7 @@ alone), so the check fills those gaps instead of following the write. The record
 one :func:`~lemonkit.verification.parts.check_parts` makes after the write, for the same
 tensors in the same order (tested). Measured on the 1.07B width + depth growth, 2 cores:
 the check's time after the last shard fell from 3-4 s to 0.4 s, and the default command
-from 21.2-22.2 s to 19.5-20.7 s (``benchmarks/expand_throughput.py`` has the figures).
+from 23.2 to 21.3 s in an A/B (``benchmarks/results/expand_ab_trim_streamed.txt``).
 
 Example::
 

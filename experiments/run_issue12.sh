@@ -39,7 +39,7 @@ case "${1:-}" in
     ;;
 "")
     # the headline first, then when to grow, the BERT that learns, the other families
-    for spec in "lm_llama small" "lm_llama when" "lm_llama w2x" "lm_llama d4x" "bert small" \
+    for spec in "lm_llama small" "lm_llama ablate" "lm_llama when" "lm_llama w2x" "lm_llama d4x" "bert small" \
         "vit small" "lm_gpt2 small" "lm_depth small"; do
         run_preset $spec
     done

@@ -191,3 +191,58 @@ def test_flops_count_a_tied_head_once():
         seq_len=16,
     )  # untied: lm_head is already a non-embedding parameter
     assert matmul_params(llama) == non_embedding_params(llama)
+
+
+def _tiny_bert() -> torch.nn.Module:
+    spec = {"arch": "bert", "hidden": 32, "layers": 2, "heads": 4, "vocab": 300}
+    return build_model(spec, "mlm", seq_len=16).double()
+
+
+def test_labelled_head_is_the_full_models_masked_lm_loss(text):
+    """The head on the labelled positions only: the same loss, gradients and KI loss as
+    the stock model's full logits (float64), and only those positions' logits."""
+    import lemonkit
+
+    x, y = text.mlm_batch("train", 3, 4, 16, seed=0)
+    x = x.clamp(max=299)
+    full_model, teacher = _tiny_bert(), _tiny_bert()
+    kept_model = _tiny_bert()
+    kept_model.load_state_dict(full_model.state_dict())
+    full = full_model(input_ids=x).logits  # (B, T, V)
+    logits, labels = loop.LabelledHead(kept_model)(x, y)
+    assert logits.shape == (int((y != IGNORE).sum()), 300)
+    assert torch.allclose(logits, full[y != IGNORE], rtol=1e-12, atol=1e-12)
+    loop.cross_entropy(full, y).backward()
+    loop.cross_entropy(logits, labels).backward()
+    for (name, a), b in zip(full_model.named_parameters(), kept_model.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14), name
+    t_full = teacher(input_ids=x).logits
+    t_kept, _ = loop.LabelledHead(teacher)(x, y)
+    for mode in ("soft", "hard"):
+        want = lemonkit.ki_loss(full, t_full, y, 0.3, mode=mode)
+        assert lemonkit.ki_loss(logits, t_kept, labels, 0.3, mode=mode).item() == pytest.approx(
+            want.item(), rel=1e-12
+        )
+
+
+def test_masked_lm_flops_count_the_head_on_the_labelled_share_only(text):
+    from lemonkit.harness.models import head_params, matmul_params
+
+    bert, cfg = _tiny_bert().float(), _cfg(steps=2, mask_prob=0.15)
+    res = loop.train(bert, "mlm", _BertVocab(text), cfg)
+    tokens, attention = 4 * 16, 12.0 * 2 * 16 * 32 * 4 * 16
+    body = matmul_params(bert) - head_params(bert)
+    want = 6.0 * (body + 0.15 * head_params(bert)) * tokens + attention
+    assert head_params(bert) == 32 * 32 + 32 * 300 and res.flops_per_step == pytest.approx(want)
+    assert loop.evaluate(bert, "mlm", _BertVocab(text), cfg, "cpu")["val_loss"] < 10
+
+
+class _BertVocab:
+    """The docs' bytes as ids < 300 (the tiny BERT's vocabulary)."""
+
+    def __init__(self, text: TextData):
+        self.text = text
+
+    def mlm_batch(self, *args, **kw):
+        x, y = self.text.mlm_batch(*args, **kw)
+        return x.clamp(max=299), y

@@ -216,8 +216,11 @@ def main() -> None:
     for mode in ("default", "no_verify"):
         paired = sorted(wd[f"paired_ratio_{mode}"])
         median = paired[len(paired) // 2]
-        print(f"per repeat: {mode} / plain I/O " + ", ".join(f"{r:.2f}x" for r in paired)
-              + f" (median {median:.2f}x)")
+        print(
+            f"per repeat: {mode} / plain I/O "
+            + ", ".join(f"{r:.2f}x" for r in paired)
+            + f" (median {median:.2f}x)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -173,3 +173,19 @@ def test_cli_upcycle_errors_leave_nothing(tmp_path, capsys):
     )
     assert "--num-experts" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qwen2"]
+
+
+def test_plan_shows_an_upcycle_before_writing_it(tmp_path, capsys):
+    """``lemonkit plan --to`` prints the upcycle and every expert's tensor, writes nothing;
+    half the flags is one clear line."""
+    src = tmp_path / "llama"
+    build("llama", dtype=torch.float32).save_pretrained(src)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["plan", str(src), "--to", "mixtral", "--num-experts", "4"]
+    assert main([*args, "--experts-per-token", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("upcycled to ") and "MixtralForCausalLM, 4 experts" in out
+    assert "model.layers.0.block_sparse_moe.experts.3.w2.weight" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(args) == 2
+    assert "plan needs --to (the MoE family) and --experts-per-token" in capsys.readouterr().err

@@ -51,7 +51,9 @@ def cmd_expand(args, upcycle=None) -> int:
     )
     _say(args, f"wrote {result.out} ({', '.join(result.files)})")
     if result.plan.upcycle:
-        _say(args, "  upcycled: " + _upcycled_line(result.plan.upcycle))
+        from lemonkit.cli.describe import upcycled_text
+
+        _say(args, "  upcycled: " + upcycled_text(result.plan.upcycle))
     _say(args, _sizes_line(result.plan))
     if result.report is not None:
         _say(args, str(result.report))
@@ -62,14 +64,21 @@ def cmd_expand(args, upcycle=None) -> int:
 
 def cmd_upcycle(args) -> int:
     """``lemonkit upcycle SRC OUT --to mixtral --num-experts 8 --experts-per-token 2``."""
+    return cmd_expand(args, upcycle=_upcycle_request(args, "upcycle"))
+
+
+def _upcycle_request(args, command: str):
+    """The ``Upcycle`` that ``--to``, ``--num-experts`` and ``--experts-per-token`` ask
+    for; ``plan`` without ``--to`` plans a plain expansion (None)."""
     from lemonkit.plan.upcycle import Upcycle
 
+    if command == "plan" and args.to is None and args.experts_per_token is None:
+        return None
     if args.to is None or args.experts_per_token is None:
-        raise LemonkitError("upcycle needs --to (the MoE family) and --experts-per-token")
+        raise LemonkitError(f"{command} needs --to (the MoE family) and --experts-per-token")
     if args.num_experts is None:
-        raise LemonkitError("upcycle needs --num-experts (the experts of the MoE)")
-    request = Upcycle(args.to, args.num_experts, args.experts_per_token, args.seed)
-    return cmd_expand(args, upcycle=request)
+        raise LemonkitError(f"{command} needs --num-experts (the experts of the MoE)")
+    return Upcycle(args.to, args.num_experts, args.experts_per_token, args.seed)
 
 
 def cmd_verify(args) -> int:
@@ -124,7 +133,9 @@ def cmd_plan(args) -> int:
     from lemonkit.cli.describe import describe_plan
     from lemonkit.io.folder import plan_folder
 
-    _, plan, decisions = plan_folder(args.src, revision=args.revision, **_growth(args))
+    upcycle = _upcycle_request(args, "plan")
+    growth = _growth(args)
+    _, plan, decisions = plan_folder(args.src, revision=args.revision, upcycle=upcycle, **growth)
     _say(args, describe_plan(plan, decisions))
     return 0
 
@@ -134,13 +145,6 @@ def cmd_list(args) -> int:
 
     _say(args, describe_architectures())
     return 0
-
-
-def _upcycled_line(record: dict) -> str:
-    return (
-        f"{record['class']}, {record['num_experts']} experts (copies of the MLP), "
-        f"{record['experts_per_token']} per token; exact because {record['exact_because']}"
-    )
 
 
 def _sizes_line(plan) -> str:

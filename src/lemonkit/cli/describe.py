@@ -87,6 +87,8 @@ def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
         f"eta = {plan.eta:.6g}, norm eps x {plan.norm_eps_scale:.6g}, "
         f"stream scale {plan.stream_scale:.6g}",
     ]
+    if plan.upcycle:
+        lines.insert(0, "upcycled to " + upcycled_text(plan.upcycle))
     if plan.lossy_reason:
         lines.append(f"LOSSY (allowed): {plan.lossy_reason}")
     width = max(len(d.name) for d in decisions) if decisions else 10
@@ -94,6 +96,14 @@ def describe_plan(plan: ExpansionPlan, decisions: list[Decision]) -> str:
         src = "" if d.source == d.name else f" <- {d.source}"
         lines.append(f"{d.name:<{width}} {str(list(d.shape)):<16} {decision_text(plan, d)}{src}")
     return "\n".join(lines)
+
+
+def upcycled_text(record: dict) -> str:
+    """An upcycle's record (``plan.upcycle``) in words."""
+    return (
+        f"{record['class']}, {record['num_experts']} experts (copies of the MLP), "
+        f"{record['experts_per_token']} per token; exact because {record['exact_because']}"
+    )
 
 
 def exactness(table: ArchTable) -> list[str]:

@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="dry run: what each tensor becomes, by which rule")
     _add_paths(pl, "src")
+    _add_upcycle(pl)
     _add_targets(pl)
     pl.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS)
     pl.set_defaults(func=cmd_plan)

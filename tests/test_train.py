@@ -237,6 +237,17 @@ def test_masked_lm_flops_count_the_head_on_the_labelled_share_only(text):
     assert loop.evaluate(bert, "mlm", _BertVocab(text), cfg, "cpu")["val_loss"] < 10
 
 
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_a_masked_lm_trains_under_ki(text, mode):
+    """The teacher sees the batch's labels, not the student's kept ones (an IndexError in
+    the first real BERT run with KI once the head ran on the labelled positions)."""
+    cfg = _cfg(steps=2, mask_prob=0.15, ki=mode)
+    student, teacher = _tiny_bert().float(), _tiny_bert().float()
+    res = loop.train(student, "mlm", _BertVocab(text), cfg, teacher=teacher)
+    assert [h["step"] for h in res.history] == [0, 2]
+    assert 0 < res.history[-1]["val_loss"] < 10
+
+
 class _BertVocab:
     """The docs' bytes as ids < 300 (the tiny BERT's vocabulary)."""
 

@@ -274,15 +274,15 @@ def train(
         x, y = get_batch(task, data, "train", step, cfg, cfg.seed)
         mine = slice(rank * share, (rank + 1) * share)  # this rank's slice of the batch
         x, y = x[mine].to(dev), y[mine].to(dev)
-        logits, y = predict(ddp, task, x, y)
+        logits, labels = predict(ddp, task, x, y)  # a masked LM's: labelled positions only
         if teacher_net is not None and cfg.ki:
             with torch.no_grad():
-                t_logits, _ = predict(teacher_net, task, x, y)
+                t_logits, _ = predict(teacher_net, task, x, y)  # the batch's y, not labels
             alpha = lemonkit.ki_alpha(step, cfg.ki_steps or cfg.steps)
-            loss = lemonkit.ki_loss(logits.float(), t_logits.float(), y, alpha, mode=cfg.ki)
+            loss = lemonkit.ki_loss(logits.float(), t_logits.float(), labels, alpha, mode=cfg.ki)
         else:
-            loss = cross_entropy(logits, y)
-        weight, finite = step_facts(loss, y, size)
+            loss = cross_entropy(logits, labels)
+        weight, finite = step_facts(loss, labels, size)
         if not finite:  # every rank sees the same answer, so all of them stop here
             raise FloatingPointError(
                 f"{cfg.label}: loss is {loss.item()} at step {step} (on some rank)"

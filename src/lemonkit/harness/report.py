@@ -140,10 +140,11 @@ def _row(name: str, r: dict, runs: dict, target: float, scratch_flops: float, T:
 
 
 def paired_comparisons(runs: dict[str, dict], rows: list[dict]) -> dict[str, dict]:
-    """LEMON (recipe) against every other headline/baseline method, seed by seed."""
+    """LEMON (recipe) against every other method, the ablations included (on the seeds
+    they share with it), seed by seed."""
     by: dict[str, dict[int, dict]] = {}
     for row in rows:
-        if row["group"] in ("headline", "baseline"):
+        if row["group"] in ("headline", "baseline", "ablation"):
             by.setdefault(row["method"], {})[row["seed"]] = {
                 "history": runs[row["run"]]["history"],
                 "saved": row["saved"],
@@ -200,9 +201,11 @@ def verdict(summary: dict) -> str:
     """Plain words from the paired comparisons: which methods are ahead of LEMON, which
     behind, which not distinguishable on these seeds, which never reached the target."""
     by = saved_by_method(summary)
+    ablations = {r["method"] for r in summary["rows"] if r["group"] == "ablation"}
     groups: dict[str, list[str]] = {}
     for method, p in summary.get("paired", {}).items():
-        groups.setdefault(p["verdict"], []).append(method)
+        if method not in ablations:
+            groups.setdefault(p["verdict"], []).append(method)
     words = []
     if groups.get("other ahead"):
         words.append(f"**LEMON loses to {', '.join(groups['other ahead'])}** (paired, > 2 SE).")
@@ -215,7 +218,20 @@ def verdict(summary: dict) -> str:
     missed = [m for m, v in by.items() if None in v]
     if missed:
         words.append("Not reaching the target with every seed: " + ", ".join(missed) + ".")
+    words += _ablation_words(summary.get("paired", {}), ablations)
     return " ".join(words)
+
+
+def _ablation_words(paired: dict[str, dict], ablations: set[str]) -> list[str]:
+    """The ablations' paired verdicts, apart from the methods' (fewer seeds)."""
+    found: dict[str, list[str]] = {}
+    for method, p in paired.items():
+        if method in ablations:
+            found.setdefault(p["verdict"], []).append(method)
+    if not found:
+        return []
+    parts = [f"{v}: {', '.join(sorted(m))}" for v, m in sorted(found.items())]
+    return [f"Ablations (on the seeds they share with LEMON, same rule): {'; '.join(parts)}."]
 
 
 def table(summary: dict) -> str:

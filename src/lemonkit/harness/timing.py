@@ -131,28 +131,49 @@ def section(summary: dict, folder: Path, root: Path, title: str) -> list[str]:
 
 
 def factor_table(summaries: list[tuple[str, str, dict]]) -> str:
-    """LEMON's saving by growth factor, over the presets of an experiment that share the
-    small model; empty when no experiment has two such presets."""
+    """LEMON's saving by growth factor, over the presets of an experiment that grow the
+    same small model by different factors (a group whose presets all grow alike, such as
+    an ablation preset beside its small preset, is left out); empty when there is none.
+
+    Example (two presets from one 128 x 2 model, 1.5x and 2x wide):
+        >>> run = {"group": "headline", "saved": 0.6, "saved_net": 0.5}
+        >>> def preset(hidden):
+        ...     models = {"small": {"hidden": 128, "layers": 2},
+        ...               "large": {"hidden": hidden, "layers": 4}}
+        ...     return {"models": models, "rows": [run, run, run]}
+        >>> table = factor_table([("lm", "when", preset(192)), ("lm", "w2x", preset(256))])
+        >>> print(table.splitlines()[-1])
+        | lm | w2x | 128 x 2 -> 256 x 4 | 2x | 2x | 3 | 60.0% ± 0.0 | 50.0% ± 0.0 |
+    """
     lines = []
     for name in dict.fromkeys(n for n, _, _ in summaries):
         mine = [(p, s) for n, p, s in summaries if n == name and "models" in s]
-        for small in {repr(s["models"]["small"]) for _, s in mine}:
+        for small in dict.fromkeys(repr(s["models"]["small"]) for _, s in mine):
             same = [(p, s) for p, s in mine if repr(s["models"]["small"]) == small]
-            if len(same) < 2:
+            if len({_factors(s["models"]) for _, s in same}) < 2:
                 continue
-            for preset, s in same:
-                a, b = s["models"]["small"], s["models"]["large"]
-                lemon = [r for r in s["rows"] if r["group"] == "headline"]
-                lines.append(
-                    f"| {name} | {preset} | {b['hidden'] / a['hidden']:g}x | "
-                    f"{b['layers'] / a['layers']:g}x | {len(lemon)} | "
-                    f"{stats.mean_std([r['saved'] for r in lemon], pct=True)} | "
-                    f"{stats.mean_std([r['saved_net'] for r in lemon], pct=True)} |"
-                )
+            lines += [_factor_row(name, preset, s) for preset, s in same]
     if not lines:
         return ""
     head = (
-        "| experiment | preset | width | depth | seeds | LEMON saved (paper) | "
-        "LEMON saved (net of small) |\n|---|---|---|---|---|---|---|"
+        "| experiment | preset | models (width x layers) | width | depth | seeds | "
+        "LEMON saved (paper) | LEMON saved (net of small) |\n|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *lines])
+
+
+def _factors(models: dict) -> tuple[float, float]:
+    a, b = models["small"], models["large"]
+    return b["hidden"] / a["hidden"], b["layers"] / a["layers"]
+
+
+def _factor_row(name: str, preset: str, summary: dict) -> str:
+    a, b = summary["models"]["small"], summary["models"]["large"]
+    width, depth = _factors(summary["models"])
+    lemon = [r for r in summary["rows"] if r["group"] == "headline"]
+    return (
+        f"| {name} | {preset} | {a['hidden']} x {a['layers']} -> {b['hidden']} x "
+        f"{b['layers']} | {width:g}x | {depth:g}x | {len(lemon)} | "
+        f"{stats.mean_std([r['saved'] for r in lemon], pct=True)} | "
+        f"{stats.mean_std([r['saved_net'] for r in lemon], pct=True)} |"
+    )

@@ -306,6 +306,16 @@ def test_demo_quick_tells_the_story(tmp_path, capsys):
     assert (folder / "small.safetensors").exists()  # cached for the next run
     demo.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert capsys.readouterr().out == ""
+    assert "decay over 0.5 T: 4 steps" in out  # the paper's T/2 of 8 steps, said
+
+
+def test_demo_decay_is_a_fraction_of_t(tmp_path, capsys):
+    demo = _import_script(ROOT / "examples" / "demo.py")
+    demo.main(["--quick", "--decay", "0.25", "--out", str(tmp_path)])
+    assert "decay over 0.25 T: 2 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        demo.main(["--quick", "--decay", "1.5", "--out", str(tmp_path)])
+    assert "is not a fraction of T in (0, 1]" in capsys.readouterr().err
 
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))

@@ -164,6 +164,28 @@ def test_paired_comparison_pairs_seeds_and_applies_the_two_se_rule():
     assert stats.mean_std([0.5, None], pct=True) == "reached by 1/2 seeds"
 
 
+def test_ablations_get_paired_verdicts_in_their_own_sentence():
+    """An ablation (two seeds) is paired with LEMON like a method, but its verdict is not
+    read as a method's: 'LEMON loses to' names methods only."""
+    from lemonkit.harness import report
+
+    def run(method, seed, group, loss):
+        name = f"{method}-s{seed}"
+        row = {"run": name, "method": method, "seed": seed, "group": group, "saved": 0.5}
+        history = [{"step": 0, "val_loss": 3.0}, {"step": 20, "val_loss": loss}]
+        return name, {"history": history}, row
+
+    made = [run("lemon", k, "headline", 2.0 + 0.01 * k) for k in range(2)]
+    made += [run("stack", k, "baseline", 1.9 + 0.01 * k) for k in range(2)]
+    made += [run("lemon-spread0", k, "ablation", 1.8 + 0.01 * k) for k in range(2)]
+    runs, rows = {n: r for n, r, _ in made}, [row for _, _, row in made]
+    summary = {"rows": rows, "paired": report.paired_comparisons(runs, rows)}
+    assert summary["paired"]["lemon-spread0"]["verdict"] == "other ahead"
+    words = report.verdict(summary)
+    assert "**LEMON loses to stack**" in words
+    assert words.endswith("same rule): other ahead: lemon-spread0.")
+
+
 def test_a_subword_vocabulary_is_trained_once_and_masked_lm_batches_use_it(tmp_path):
     text = b"def spam(eggs):\n    return eggs + 1  # ham\n" * 200
     raw = torch.tensor(list(text), dtype=torch.uint8)

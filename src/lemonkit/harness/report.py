@@ -218,20 +218,8 @@ def verdict(summary: dict) -> str:
     missed = [m for m, v in by.items() if None in v]
     if missed:
         words.append("Not reaching the target with every seed: " + ", ".join(missed) + ".")
-    words += _ablation_words(summary.get("paired", {}), ablations)
+    words += stats.ablation_words(summary.get("paired", {}), ablations)
     return " ".join(words)
-
-
-def _ablation_words(paired: dict[str, dict], ablations: set[str]) -> list[str]:
-    """The ablations' paired verdicts, apart from the methods' (fewer seeds)."""
-    found: dict[str, list[str]] = {}
-    for method, p in paired.items():
-        if method in ablations:
-            found.setdefault(p["verdict"], []).append(method)
-    if not found:
-        return []
-    parts = [f"{v}: {', '.join(sorted(m))}" for v, m in sorted(found.items())]
-    return [f"Ablations (on the seeds they share with LEMON, same rule): {'; '.join(parts)}."]
 
 
 def table(summary: dict) -> str:

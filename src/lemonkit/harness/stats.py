@@ -109,3 +109,21 @@ def diff_text(diffs: list[float], pct: bool = False) -> str:
     scale, unit, digits = (100, " pp", 1) if pct else (1, "", 4)
     se_text = "" if math.isinf(se) else f" ± {scale * se:.{digits}f}"
     return f"{scale * mean:+.{digits}f}{se_text}{unit}"
+
+
+def ablation_words(paired: dict[str, dict], ablations: set[str]) -> list[str]:
+    """The ablations' paired verdicts in one sentence, apart from the methods' (they have
+    fewer seeds); ``[]`` when no ablation was paired.
+
+    Example:
+        >>> ablation_words({"lemon-spread0": {"verdict": "LEMON ahead"}}, {"lemon-spread0"})
+        ['Ablations (on the seeds they share with LEMON, same rule): LEMON ahead: lemon-spread0.']
+    """
+    found: dict[str, list[str]] = {}
+    for method, p in paired.items():
+        if method in ablations:
+            found.setdefault(p["verdict"], []).append(method)
+    if not found:
+        return []
+    parts = [f"{v}: {', '.join(sorted(m))}" for v, m in sorted(found.items())]
+    return [f"Ablations (on the seeds they share with LEMON, same rule): {'; '.join(parts)}."]

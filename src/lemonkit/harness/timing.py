@@ -132,8 +132,9 @@ def section(summary: dict, folder: Path, root: Path, title: str) -> list[str]:
 
 def factor_table(summaries: list[tuple[str, str, dict]]) -> str:
     """LEMON's saving by growth factor, over the presets of an experiment that grow the
-    same small model by different factors (a group whose presets all grow alike, such as
-    an ablation preset beside its small preset, is left out); empty when there is none.
+    same small model by different factors, one row per growth (the ``small`` preset's
+    where several presets grow alike, as an ablation preset does); empty when there is
+    none.
 
     Example (two presets from one 128 x 2 model, 1.5x and 2x wide):
         >>> run = {"group": "headline", "saved": 0.6, "saved_net": 0.5}
@@ -152,7 +153,10 @@ def factor_table(summaries: list[tuple[str, str, dict]]) -> str:
             same = [(p, s) for p, s in mine if repr(s["models"]["small"]) == small]
             if len({_factors(s["models"]) for _, s in same}) < 2:
                 continue
-            lines += [_factor_row(name, preset, s) for preset, s in same]
+            one: dict[str, tuple[str, dict]] = {}  # one row per growth, `small` first
+            for preset, s in sorted(same, key=lambda ps: ps[0] != "small"):
+                one.setdefault(repr(s["models"]), (preset, s))
+            lines += [_factor_row(name, preset, s) for preset, s in one.values()]
     if not lines:
         return ""
     head = (

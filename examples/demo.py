@@ -192,10 +192,8 @@ def demo(out: Path, quick: bool = False, quiet: bool = False, decay: float | Non
     preset = QUICK if quick else DEMO
     if decay is not None:
         preset = {**preset, "lemon_ratio": decay}
-    if quick:
-        train_and_compare(out, preset, quiet, name="quick")
-    else:
-        train_and_compare(out, preset, quiet)
+    train_and_compare(out, preset, quiet, name="quick" if quick else "demo")
+    if not quick:
         _say(
             quiet,
             "4. every architecture x every expansion (float64 rel error / float32 rel error):",

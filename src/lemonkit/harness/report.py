@@ -202,10 +202,8 @@ def verdict(summary: dict) -> str:
     behind, which not distinguishable on these seeds, which never reached the target."""
     by = saved_by_method(summary)
     ablations = {r["method"] for r in summary["rows"] if r["group"] == "ablation"}
-    groups: dict[str, list[str]] = {}
-    for method, p in summary.get("paired", {}).items():
-        if method not in ablations:
-            groups.setdefault(p["verdict"], []).append(method)
+    paired = summary.get("paired", {})
+    groups = stats.by_verdict(paired, set(paired) - ablations)
     words = []
     if groups.get("other ahead"):
         words.append(f"**LEMON loses to {', '.join(groups['other ahead'])}** (paired, > 2 SE).")
@@ -218,7 +216,7 @@ def verdict(summary: dict) -> str:
     missed = [m for m, v in by.items() if None in v]
     if missed:
         words.append("Not reaching the target with every seed: " + ", ".join(missed) + ".")
-    words += stats.ablation_words(summary.get("paired", {}), ablations)
+    words += stats.ablation_words(paired, ablations)
     return " ".join(words)
 
 

@@ -111,6 +111,15 @@ def diff_text(diffs: list[float], pct: bool = False) -> str:
     return f"{scale * mean:+.{digits}f}{se_text}{unit}"
 
 
+def by_verdict(paired: dict[str, dict], methods: set[str]) -> dict[str, list[str]]:
+    """The ``methods`` among ``paired`` grouped by their verdict, in ``paired``'s order."""
+    found: dict[str, list[str]] = {}
+    for method, p in paired.items():
+        if method in methods:
+            found.setdefault(p["verdict"], []).append(method)
+    return found
+
+
 def ablation_words(paired: dict[str, dict], ablations: set[str]) -> list[str]:
     """The ablations' paired verdicts in one sentence, apart from the methods' (they have
     fewer seeds); ``[]`` when no ablation was paired.
@@ -119,10 +128,7 @@ def ablation_words(paired: dict[str, dict], ablations: set[str]) -> list[str]:
         >>> ablation_words({"lemon-spread0": {"verdict": "LEMON ahead"}}, {"lemon-spread0"})
         ['Ablations (on the seeds they share with LEMON, same rule): LEMON ahead: lemon-spread0.']
     """
-    found: dict[str, list[str]] = {}
-    for method, p in paired.items():
-        if method in ablations:
-            found.setdefault(p["verdict"], []).append(method)
+    found = by_verdict(paired, ablations)
     if not found:
         return []
     parts = [f"{v}: {', '.join(sorted(m))}" for v, m in sorted(found.items())]
